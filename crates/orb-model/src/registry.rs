@@ -1,0 +1,197 @@
+//! The one place that knows every kind: its name, its versions, which version is current, how
+//! older versions migrate and where its secrets are. Adding a kind or a version touches this
+//! file and the kind's own module, nothing else.
+
+use crate::kinds::etcd_cluster::EtcdCluster;
+use crate::kinds::static_provider::{StaticProvider, StaticProviderV0};
+use orb_secrets::Envelope;
+use serde::de::{Deserialize, Deserializer, Error as _};
+use serde::{Serialize, Serializer};
+
+/// The two places a kind can stand in `orbiter.yml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    Provider,
+    Cluster,
+}
+
+impl Category {
+    pub fn key(self) -> &'static str {
+        match self {
+            Category::Provider => "providers",
+            Category::Cluster => "clusters",
+        }
+    }
+}
+
+/// Name and versions of a kind; the last version is the current one.
+pub struct KindInfo {
+    pub name: &'static str,
+    pub category: Category,
+    pub versions: &'static [&'static str],
+}
+
+impl KindInfo {
+    pub fn current(&self) -> &'static str {
+        self.versions[self.versions.len() - 1]
+    }
+}
+
+pub const KINDS: &[KindInfo] = &[
+    KindInfo {
+        name: "StaticProvider",
+        category: Category::Provider,
+        versions: &["v0", "v1"],
+    },
+    KindInfo {
+        name: "EtcdCluster",
+        category: Category::Cluster,
+        versions: &["v1"],
+    },
+];
+
+pub fn kind(category: Category, name: &str) -> Option<&'static KindInfo> {
+    KINDS
+        .iter()
+        .find(|k| k.category == category && k.name == name)
+}
+
+pub fn kind_names(category: Category) -> Vec<&'static str> {
+    KINDS
+        .iter()
+        .filter(|k| k.category == category)
+        .map(|k| k.name)
+        .collect()
+}
+
+/// A provider subtree in its current version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderSpec {
+    Static(StaticProvider),
+}
+
+/// A cluster subtree in its current version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterSpec {
+    Etcd(EtcdCluster),
+}
+
+/// Reads `spec` of a node whose kind and version were checked against [`KINDS`]. Returns the
+/// spec in its current version and whether a migration was needed.
+/// Implemented by the spec enum of each [`Category`], so the reader in `orb.rs` is generic.
+pub(crate) trait ReadSpec: Sized {
+    const CATEGORY: Category;
+    fn read<'de, D: Deserializer<'de>>(
+        kind: &str,
+        version: &str,
+        d: D,
+    ) -> Result<(Self, bool), D::Error>;
+    fn kind(&self) -> &'static str;
+    fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl ReadSpec for ProviderSpec {
+    const CATEGORY: Category = Category::Provider;
+    fn read<'de, D: Deserializer<'de>>(
+        kind: &str,
+        version: &str,
+        d: D,
+    ) -> Result<(Self, bool), D::Error> {
+        deserialize_provider(kind, version, d)
+    }
+    fn kind(&self) -> &'static str {
+        ProviderSpec::kind(self)
+    }
+    fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ProviderSpec::serialize_spec(self, s)
+    }
+}
+
+impl ReadSpec for ClusterSpec {
+    const CATEGORY: Category = Category::Cluster;
+    fn read<'de, D: Deserializer<'de>>(
+        kind: &str,
+        version: &str,
+        d: D,
+    ) -> Result<(Self, bool), D::Error> {
+        deserialize_cluster(kind, version, d)
+    }
+    fn kind(&self) -> &'static str {
+        ClusterSpec::kind(self)
+    }
+    fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ClusterSpec::serialize_spec(self, s)
+    }
+}
+
+fn deserialize_provider<'de, D: Deserializer<'de>>(
+    kind: &str,
+    version: &str,
+    d: D,
+) -> Result<(ProviderSpec, bool), D::Error> {
+    match (kind, version) {
+        ("StaticProvider", "v1") => {
+            Ok((ProviderSpec::Static(StaticProvider::deserialize(d)?), false))
+        }
+        ("StaticProvider", "v0") => {
+            let old = StaticProviderV0::deserialize(d)?;
+            Ok((
+                ProviderSpec::Static(old.migrate().map_err(D::Error::custom)?),
+                true,
+            ))
+        }
+        _ => Err(D::Error::custom(format!("no reader for {kind} {version}"))),
+    }
+}
+
+fn deserialize_cluster<'de, D: Deserializer<'de>>(
+    kind: &str,
+    version: &str,
+    d: D,
+) -> Result<(ClusterSpec, bool), D::Error> {
+    match (kind, version) {
+        ("EtcdCluster", "v1") => Ok((ClusterSpec::Etcd(EtcdCluster::deserialize(d)?), false)),
+        _ => Err(D::Error::custom(format!("no reader for {kind} {version}"))),
+    }
+}
+
+impl ProviderSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderSpec::Static(_) => "StaticProvider",
+        }
+    }
+
+    /// Secret fields by name, in a stable order.
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Envelope>)> {
+        match self {
+            ProviderSpec::Static(s) => s.keys.slots_mut().into_iter().collect(),
+        }
+    }
+
+    pub(crate) fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ProviderSpec::Static(spec) => spec.serialize(s),
+        }
+    }
+}
+
+impl ClusterSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterSpec::Etcd(_) => "EtcdCluster",
+        }
+    }
+
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Envelope>)> {
+        match self {
+            ClusterSpec::Etcd(_) => Vec::new(),
+        }
+    }
+
+    pub(crate) fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ClusterSpec::Etcd(spec) => spec.serialize(s),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Every kind of bad input names its place (file:line:col) and, where possible, the fix.
+
+use orb_model::{ModelError, Orb};
+
+const GOOD: &str = include_str!("../../../examples/static-lab/orbiter.yml");
+
+fn err(text: &str) -> ModelError {
+    Orb::parse(text, "orbiter.yml").expect_err("must be rejected")
+}
+
+fn at(e: &ModelError) -> (u64, u64) {
+    let p = e.pos.unwrap_or_else(|| panic!("no position in: {e}"));
+    (p.line, p.column)
+}
+
+fn line_of(text: &str, needle: &str) -> u64 {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in text") as u64
+        + 1
+}
+
+#[test]
+fn example_parses() {
+    let orb = Orb::parse(GOOD, "orbiter.yml").unwrap();
+    assert_eq!(orb.providers.len(), 1);
+    assert_eq!(orb.clusters.len(), 1);
+    assert!(!orb.needs_migration());
+}
+
+#[test]
+fn unknown_field_names_place_and_suggests() {
+    let text = GOOD.replace("hostname: worker-2", "hostnme: worker-2");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "hostnme"));
+    assert!(e.message.contains("unknown field `hostnme`"), "{e}");
+    assert_eq!(e.hint.as_deref(), Some("did you mean `hostname`?"));
+    assert!(
+        e.to_string()
+            .starts_with(&format!("orbiter.yml:{}:", line_of(&text, "hostnme"))),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_field_in_spec_root() {
+    let text = GOOD.replace(
+        "      pools:\n        masters",
+        "      pols:\n        masters",
+    );
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "pols:"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean `pools`?"));
+}
+
+#[test]
+fn wrong_type() {
+    let text = GOOD.replace("nodes: 1", "nodes: three");
+    let e = err(&text);
+    assert_eq!(at(&e), (line_of(&text, "nodes: three"), 14));
+    assert!(
+        e.message.contains("u32") || e.message.contains("integer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_id() {
+    let text = GOOD.replace("id: worker-1", "id: Worker_1");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "Worker_1"));
+    assert!(e.message.contains("RFC 1123"), "{e}");
+}
+
+#[test]
+fn bad_provider_id_key() {
+    let text = GOOD.replace("  lab:\n", "  Lab:\n");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "Lab:"));
+    assert!(e.message.contains("try `lab`"), "{e}");
+}
+
+#[test]
+fn bad_ip() {
+    let text = GOOD.replace("10.17.0.22", "10.17.0.300");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "10.17.0.300"));
+    assert!(e.message.to_lowercase().contains("ip"), "{e}");
+}
+
+#[test]
+fn missing_provider_reference() {
+    let text = GOOD.replace("provider: lab", "provider: labb");
+    let e = err(&text);
+    assert_eq!(at(&e), (line_of(&text, "provider: labb"), 17));
+    assert!(e.message.contains("provider `labb` does not exist"), "{e}");
+    assert_eq!(e.hint.as_deref(), Some("did you mean `lab`?"));
+}
+
+#[test]
+fn missing_pool_reference() {
+    let text = GOOD.replace("pool: workers", "pool: workrs");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "pool: workrs"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean `workers`?"));
+}
+
+#[test]
+fn unknown_kind_suggests() {
+    let text = GOOD.replace("kind: StaticProvider", "kind: StaticProvidr");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "StaticProvidr"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean `StaticProvider`?"));
+}
+
+#[test]
+fn cluster_kind_in_provider_map() {
+    let text = GOOD.replace("kind: StaticProvider", "kind: EtcdCluster");
+    let e = err(&text);
+    assert!(e.message.contains("is not a provider kind"), "{e}");
+}
+
+#[test]
+fn unknown_version() {
+    let text = GOOD.replace(
+        "    kind: StaticProvider\n    version: v1",
+        "    kind: StaticProvider\n    version: v9",
+    );
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "version: v9"));
+    assert!(e.hint.unwrap().contains("v0, v1"));
+}
+
+#[test]
+fn even_etcd_members_refused_with_reason() {
+    let text = GOOD.replace("nodes: 1", "nodes: 2");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "nodes: 2"));
+    assert!(e.message.contains("odd"), "{e}");
+}
+
+#[test]
+fn duplicate_machine_id_and_ip() {
+    let text = GOOD.replace("id: worker-2", "id: worker-1");
+    let e = err(&text);
+    assert!(e.message.contains("appears twice"), "{e}");
+    assert_eq!(at(&e).0, line_of(&text, "ip: 10.17.0.22") - 2);
+    let text = GOOD.replace("10.17.0.22", "10.17.0.21");
+    let e = err(&text);
+    assert!(e.message.contains("used by two machines"), "{e}");
+}
+
+#[test]
+fn orbos_file_points_to_import() {
+    let e = err("kind: orbiter.caos.ch/Orb\nversion: v0\n");
+    assert!(e.hint.unwrap().contains("import-orbos"));
+}
+
+#[test]
+fn syntax_error_has_place() {
+    let e = err("kind: Orb\nversion: v1\nproviders: [\n");
+    assert!(e.pos.is_some(), "{e}");
+}
