@@ -1,0 +1,15 @@
+//! Test harness shared by the Orbiter crates: throw-away bare Git repositories, a real `sshd`
+//! on loopback with its own host key, and ed25519 key pairs.
+//!
+//! Everything here is synchronous, lives in temporary directories and cleans up on drop, so
+//! tests stay independent when cargo runs them in parallel. Failures panic with the command
+//! and its output: this crate is only for tests.
+
+mod bare;
+mod keys;
+mod run;
+mod sshd;
+
+pub use bare::{BareRepo, bare_repo};
+pub use keys::{fingerprint, keypair};
+pub use sshd::Sshd;
