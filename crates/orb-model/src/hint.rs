@@ -12,7 +12,7 @@ pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
 }
 
 /// `did you mean `x`?` or, failing that, the full list of valid names.
-pub fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> String {
+pub fn did_you_mean(input: &str, candidates: &[&str]) -> String {
     match closest(input, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
         None if candidates.is_empty() => "there is nothing to choose from yet".to_owned(),
@@ -34,21 +34,6 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_near_names_only() {
-        assert_eq!(closest("workrs", ["workers", "masters"]), Some("workers"));
-        assert_eq!(
-            closest("StaticProvidr", ["StaticProvider", "LocalProvider"]),
-            Some("StaticProvider")
-        );
-        assert_eq!(closest("zzz", ["workers"]), None);
-    }
-}
-
 /// Turns serde's "unknown field `x`, expected one of a, b" into a did-you-mean hint.
 pub(crate) fn for_parser_message(message: &str) -> Option<String> {
     let rest = message
@@ -65,4 +50,19 @@ pub(crate) fn for_parser_message(message: &str) -> Option<String> {
         .filter(|c| !c.is_empty())
         .collect();
     Some(did_you_mean(name, &candidates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        assert_eq!(closest("workrs", ["workers", "masters"]), Some("workers"));
+        assert_eq!(
+            closest("StaticProvidr", ["StaticProvider", "LocalProvider"]),
+            Some("StaticProvider")
+        );
+        assert_eq!(closest("zzz", ["workers"]), None);
+    }
 }

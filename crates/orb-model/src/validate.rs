@@ -52,7 +52,7 @@ pub(crate) fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
 fn check_etcd(orb: &Orb, id: &Id, e: &EtcdCluster, file: &str) -> Result<(), ModelError> {
     let pool_size = pool_size(orb, file, &e.provider, &e.pool)?;
     let n = e.nodes.value;
-    if n == 0 || n % 2 == 0 {
+    if n == 0 || n.is_multiple_of(2) {
         return Err(ModelError::new(file, e.nodes.pos, format!("cluster `{id}`: nodes is {n}; an etcd cluster needs an odd number of members"))
             .with_hint(format!("an even count tolerates no more failures than {} members and adds a machine that can break quorum; use {}", n.saturating_sub(1).max(1), n + 1)));
     }
