@@ -162,6 +162,16 @@ impl Group {
         self.rec.bridge_ip
     }
 
+    /// Name of the group's bridge interface.
+    pub fn bridge(&self) -> &str {
+        &self.rec.bridge
+    }
+
+    /// The group's state directory (every process, mount and file of the group is below it).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.paths.root
+    }
+
     pub fn subnet(&self) -> subnet::Net4 {
         self.rec.subnet
     }

@@ -62,6 +62,13 @@ impl Machine {
     pub fn group(&self) -> &str {
         &self.group.name
     }
+    /// Host-side names of its network namespace and veth (for diagnostics and leak checks).
+    pub fn netns(&self) -> &str {
+        &self.rec.netns
+    }
+    pub fn veth(&self) -> &str {
+        &self.rec.veth
+    }
 
     /// The machine's SSH host public key line (generated per machine at creation).
     pub fn host_public_key(&self) -> Result<String, Error> {
