@@ -45,9 +45,14 @@ pub(crate) fn create_bridge(name: &str, ip: Ipv4Addr, subnet: Net4) -> Result<()
 }
 
 /// Deletes a link if present (deleting one end of a veth deletes both).
+/// Deleting a namespace removes its veth pair asynchronously, so a link that vanishes while we
+/// delete it is success.
 pub(crate) fn delete_link(name: &str) -> Result<(), Error> {
-    if link_exists(name) {
-        run(&mut cmd("ip", ["link", "del", name]))?;
+    if link_exists(name)
+        && let Err(e) = run(&mut cmd("ip", ["link", "del", name]))
+        && link_exists(name)
+    {
+        return Err(e);
     }
     Ok(())
 }
