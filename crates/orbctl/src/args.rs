@@ -1,0 +1,127 @@
+//! The command line, as clap types. Behaviour lives in `cmd/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "orbctl",
+    version,
+    about = "Operate an Orb: desired state in Git, secrets encrypted with the Orb's masterkey"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Orb config file [default: $ORBCONFIG, else ~/.orb/config]
+    #[arg(short = 'f', long = "orbconfig", global = true)]
+    pub orbconfig: Option<PathBuf>,
+    /// Trust the repository's SSH host key with this fingerprint (SHA256:…) on first contact
+    #[arg(long, global = true, value_name = "FINGERPRINT")]
+    pub accept_host_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Point the orb config at a repository, check read and write access, set or rotate the masterkey
+    Configure(ConfigureArgs),
+    /// Encrypt a value into the secret at PATH (`<provider or cluster id>.<field>`)
+    Writesecret(WriteSecretArgs),
+    /// Decrypt the secret at PATH to stdout, byte for byte
+    Readsecret {
+        /// e.g. lab.bootstrapkeyprivate; omitted on a terminal: choose from a list
+        path: Option<String>,
+    },
+    /// Secrets of the Orb
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Files of the Orb repository
+    #[command(subcommand)]
+    File(FileCommand),
+    /// Check an orbiter.yml: a local FILE, or the repository's when none is given
+    Validate { file: Option<PathBuf> },
+    /// Convert an orbos orbiter.yml (old secret format) into this Orb's orbiter.yml
+    ImportOrbos(ImportArgs),
+    /// Debian machines on this host (systemd-nspawn), for trying things and for the Local provider
+    #[command(subcommand)]
+    Local(orb_machines::cli::LocalCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigureArgs {
+    /// Repository URL: ssh://user@host[:port]/path, user@host:path, file:///path, a path, https://…
+    #[arg(long)]
+    pub repourl: String,
+    /// Private SSH deploy key with write access (only for ssh URLs)
+    #[arg(long, value_name = "FILE")]
+    pub repokey_file: Option<PathBuf>,
+    /// Masterkey to use; on an existing Orb a new one re-encrypts every secret [default: keep or generate]
+    #[arg(long)]
+    pub masterkey: Option<String>,
+}
+
+/// Exactly one source of a value.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct ValueSource {
+    /// The value itself (visible in your shell history and process list; prefer --file or --stdin)
+    #[arg(long)]
+    pub value: Option<String>,
+    /// Read the value from this file
+    #[arg(long, short = 's')]
+    pub file: Option<PathBuf>,
+    /// Read the value from standard input
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WriteSecretArgs {
+    /// e.g. lab.bootstrapkeyprivate; omitted on a terminal: choose from a list
+    pub path: Option<String>,
+    #[command(flatten)]
+    pub source: ValueSource,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Every secret path and whether it is set (never the values)
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FileCommand {
+    /// Print a file of the repository as committed (secrets stay encrypted)
+    Print { path: String },
+    /// Edit a file in $VISUAL/$EDITOR; it is validated before it is pushed
+    Edit { path: String },
+    /// Set KEY.PATH (dot-separated, list items by index) in a YAML file of the repository
+    Patch {
+        path: String,
+        key_path: String,
+        #[command(flatten)]
+        source: ValueSource,
+    },
+    /// Remove files from the repository
+    Remove {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The orbos orbiter.yml
+    pub file: PathBuf,
+    /// File holding the orbos masterkey (a trailing newline is ignored)
+    #[arg(long, value_name = "FILE")]
+    pub orbos_masterkey_file: PathBuf,
+    /// Only print the converted orbiter.yml (secrets re-encrypted), do not commit it
+    #[arg(long)]
+    pub dry_run: bool,
+}

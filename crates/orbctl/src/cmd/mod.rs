@@ -1,0 +1,57 @@
+//! One module per command group; `run` dispatches.
+
+mod configure;
+mod file;
+mod import_orbos;
+mod secrets;
+mod validate;
+
+use crate::args::{Cli, Command, FileCommand, SecretsCommand};
+use anyhow::Result;
+use orb_repo::{FileChange, OrbRepo, RepoError, Snapshot, UpdateOutcome};
+
+pub fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Configure(a) => configure::run(g, a),
+        Command::Writesecret(a) => secrets::write(g, a),
+        Command::Readsecret { path } => secrets::read(g, path),
+        Command::Secrets(SecretsCommand::List) => secrets::list(g),
+        Command::File(FileCommand::Print { path }) => file::print(g, &path),
+        Command::File(FileCommand::Edit { path }) => file::edit(g, &path),
+        Command::File(FileCommand::Patch {
+            path,
+            key_path,
+            source,
+        }) => file::patch(g, &path, &key_path, &source),
+        Command::File(FileCommand::Remove { paths }) => file::remove(g, &paths),
+        Command::Validate { file } => validate::run(g, file.as_deref()),
+        Command::ImportOrbos(a) => import_orbos::run(g, a),
+        Command::Local(c) => orb_machines::cli::run(c),
+    }
+}
+
+/// [`OrbRepo::update`] with anyhow errors in and out, so the person sees the derive error itself
+/// rather than a wrapper, and a one-line report of what happened.
+pub(crate) fn update<F>(repo: &mut OrbRepo, message: &str, mut derive: F) -> Result<UpdateOutcome>
+where
+    F: FnMut(&Snapshot<'_>) -> Result<Vec<FileChange>>,
+{
+    match repo.update(message, |s| derive(s).map_err(crate::context::boxed)) {
+        Ok(o) => Ok(o),
+        Err(RepoError::Derive(e)) => Err(anyhow::anyhow!(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn report(outcome: &UpdateOutcome, what: &str) {
+    match outcome {
+        UpdateOutcome::Unchanged => eprintln!("{what}: unchanged, nothing committed"),
+        UpdateOutcome::Committed { commit, .. } => {
+            eprintln!(
+                "{what}: committed {} and pushed",
+                &commit[..commit.len().min(12)]
+            )
+        }
+    }
+}
