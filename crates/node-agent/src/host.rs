@@ -1,0 +1,266 @@
+//! The machine the agent acts on: a filesystem root (normally `/`; a temp dir in tests and
+//! benchmarks), the agent's own state directory, and the door to external commands.
+
+use crate::error::{Error, Result};
+use crate::exec::{self, Cmd, Output};
+use crate::fsutil;
+use crate::notify::Watchdog;
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+/// The package manager family, from `/etc/os-release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PkgManager {
+    Apt,
+    Dnf,
+    Yum,
+    /// Neither: the `ID`/`ID_LIKE` seen, for the error message.
+    Unsupported(String),
+}
+
+pub struct Host {
+    root: PathBuf,
+    state_dir: PathBuf,
+    commands_allowed: bool,
+    watchdog: Option<Watchdog>,
+    pkg: OnceCell<PkgManager>,
+}
+
+impl Host {
+    /// Acts on the real system; the agent's own files live in `state_dir`.
+    pub fn system(state_dir: impl Into<PathBuf>) -> Host {
+        Host::with_root("/", state_dir)
+    }
+
+    /// Resolves every managed path under `root`. With a root other than `/` external
+    /// commands are refused: they would act on the real system, not on `root`.
+    pub fn with_root(root: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Host {
+        let root = root.into();
+        let commands_allowed = root == Path::new("/");
+        Host {
+            root,
+            state_dir: state_dir.into(),
+            commands_allowed,
+            watchdog: None,
+            pkg: OnceCell::new(),
+        }
+    }
+
+    pub fn set_watchdog(&mut self, w: Option<Watchdog>) {
+        self.watchdog = w;
+    }
+
+    pub fn watchdog(&self) -> Option<&Watchdog> {
+        self.watchdog.as_ref()
+    }
+
+    /// Keeps systemd's watchdog fed; call from anything that may take long.
+    pub fn tick(&self) {
+        if let Some(w) = &self.watchdog {
+            w.tick();
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_real_root(&self) -> bool {
+        self.commands_allowed
+    }
+
+    /// The host path of an absolute path as seen on the managed system.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let abs = abs.as_ref();
+        if self.commands_allowed {
+            return abs.to_path_buf();
+        }
+        self.root.join(abs.strip_prefix("/").unwrap_or(abs))
+    }
+
+    /// A file in the agent's state directory (not under `root`: it is the agent's, not the system's).
+    pub fn state_path(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Runs a command; a non-zero exit is returned as `Ok` (the caller interprets it).
+    pub fn run(&self, cmd: &Cmd) -> Result<Output> {
+        if !self.commands_allowed {
+            return Err(Error::new(format!(
+                "not running `{cmd}`: the agent manages the tree at {} and external commands would act on the real system; hint: this item cannot be managed with --root",
+                self.root.display()
+            )));
+        }
+        exec::run(cmd, &|| self.tick())
+    }
+
+    /// Runs a command that must succeed.
+    pub fn run_ok(&self, cmd: &Cmd) -> Result<Output> {
+        let out = self.run(cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(out.failure(cmd))
+        }
+    }
+
+    /// Apt, dnf or yum, from `/etc/os-release` (`ID` and `ID_LIKE`).
+    pub fn pkg_manager(&self) -> &PkgManager {
+        self.pkg.get_or_init(|| {
+            let text = fsutil::read_text_opt(&self.path("/etc/os-release"))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let detected = detect_pkg_manager(&text);
+            match detected {
+                PkgManager::Dnf
+                    if !self.path("/usr/bin/dnf").exists()
+                        && self.path("/usr/bin/yum").exists() =>
+                {
+                    PkgManager::Yum
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// uid of a user name (or a number), from the managed system's `/etc/passwd`.
+    pub fn uid(&self, user: &str) -> Result<u32> {
+        self.lookup_id(user, "/etc/passwd", "user")
+    }
+
+    /// gid of a group name (or a number), from the managed system's `/etc/group`.
+    pub fn gid(&self, group: &str) -> Result<u32> {
+        self.lookup_id(group, "/etc/group", "group")
+    }
+
+    fn lookup_id(&self, name: &str, db: &str, what: &str) -> Result<u32> {
+        if let Ok(n) = name.parse::<u32>() {
+            return Ok(n);
+        }
+        let text = fsutil::read_text_opt(&self.path(db))?.unwrap_or_default();
+        for line in text.lines() {
+            let mut f = line.split(':');
+            if f.next() == Some(name)
+                && let Some(id) = f.nth(1).and_then(|s| s.parse::<u32>().ok())
+            {
+                return Ok(id);
+            }
+        }
+        Err(Error::new(format!(
+            "{what} `{name}` does not exist in {db}; hint: create it first (a package usually does) or give a numeric id"
+        )))
+    }
+
+    /// Name for a uid/gid (for reports), or the number.
+    pub fn id_name(&self, id: u32, db: &str) -> String {
+        let text = fsutil::read_text_opt(&self.path(db))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() > 2 && f[2].parse::<u32>().ok() == Some(id) {
+                return f[0].to_string();
+            }
+        }
+        id.to_string()
+    }
+}
+
+/// Maps os-release `ID`/`ID_LIKE` to a package manager family.
+pub fn detect_pkg_manager(os_release: &str) -> PkgManager {
+    let mut ids = Vec::new();
+    for line in os_release.lines() {
+        if let Some(v) = line
+            .strip_prefix("ID=")
+            .or_else(|| line.strip_prefix("ID_LIKE="))
+        {
+            ids.extend(v.trim_matches('"').split_whitespace().map(str::to_string));
+        }
+    }
+    if ids
+        .iter()
+        .any(|i| matches!(i.as_str(), "debian" | "ubuntu"))
+    {
+        PkgManager::Apt
+    } else if ids.iter().any(|i| {
+        matches!(
+            i.as_str(),
+            "rhel" | "fedora" | "centos" | "rocky" | "almalinux" | "ol" | "amzn"
+        )
+    }) {
+        PkgManager::Dnf
+    } else {
+        PkgManager::Unsupported(if ids.is_empty() {
+            "no ID in /etc/os-release".into()
+        } else {
+            ids.join(" ")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_families() {
+        assert_eq!(
+            detect_pkg_manager("ID=debian\nVERSION_ID=\"12\"\n"),
+            PkgManager::Apt
+        );
+        assert_eq!(
+            detect_pkg_manager("ID=ubuntu\nID_LIKE=debian\n"),
+            PkgManager::Apt
+        );
+        assert_eq!(
+            detect_pkg_manager("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n"),
+            PkgManager::Dnf
+        );
+        assert!(
+            matches!(detect_pkg_manager("ID=alpine\n"), PkgManager::Unsupported(s) if s == "alpine")
+        );
+    }
+
+    #[test]
+    fn resolves_paths_and_ids_under_a_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Host::with_root(tmp.path(), tmp.path().join("state"));
+        assert_eq!(h.path("/etc/x"), tmp.path().join("etc/x"));
+        fsutil::write_atomic(
+            &h.path("/etc/passwd"),
+            b"root:x:0:0::/root:/bin/sh\netcd:x:107:112::/var/lib/etcd:/bin/false\n",
+            0o644,
+            None,
+        )
+        .unwrap();
+        fsutil::write_atomic(
+            &h.path("/etc/group"),
+            b"root:x:0:\netcd:x:112:\n",
+            0o644,
+            None,
+        )
+        .unwrap();
+        assert_eq!(h.uid("etcd").unwrap(), 107);
+        assert_eq!(h.gid("etcd").unwrap(), 112);
+        assert_eq!(h.uid("1234").unwrap(), 1234);
+        assert!(
+            h.uid("nobody-here")
+                .unwrap_err()
+                .message()
+                .contains("/etc/passwd")
+        );
+        assert_eq!(h.id_name(107, "/etc/passwd"), "etcd");
+        assert!(
+            h.run(&Cmd::new("true"))
+                .unwrap_err()
+                .message()
+                .contains("--root")
+        );
+    }
+}

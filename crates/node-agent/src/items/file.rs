@@ -1,0 +1,408 @@
+//! Files and directories: content (compared by SHA-256), mode and owner; plus the
+//! agent-owned aggregate files (sysctl.d, modules-load.d), which follow from all items of
+//! their kind and disappear when there are none.
+
+use super::{Action, Op};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Kind, Meta};
+use crate::host::Host;
+use crate::model::{self, Content, Directory, File};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+
+/// What is at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathState {
+    Missing,
+    /// A regular file (`sha256` of its content) or directory (`sha256` empty).
+    Present {
+        meta: Meta,
+        sha256: String,
+    },
+}
+
+/// A file or directory as observed, plus the desired owner resolved on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub state: PathState,
+    pub want_uid: u32,
+    pub want_gid: u32,
+    /// `user:group` names of the observed owner (for the report).
+    pub owner_names: String,
+}
+
+impl fmt::Display for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            PathState::Missing => write!(f, "absent"),
+            PathState::Present { meta, sha256 } => {
+                let kind = match meta.kind {
+                    Kind::File => "file",
+                    Kind::Dir => "directory",
+                    Kind::Symlink => "symlink",
+                    Kind::Other => "special file",
+                };
+                if sha256.is_empty() {
+                    write!(f, "{kind} {:04o} {}", meta.mode, self.owner_names)
+                } else {
+                    write!(
+                        f,
+                        "{kind} sha256:{} {:04o} {}",
+                        &sha256[..16],
+                        meta.mode,
+                        self.owner_names
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn observe_path(host: &Host, path: &str, owner: &str, group: &str) -> Result<Observed> {
+    let want_uid = host.uid(owner)?;
+    let want_gid = host.gid(group)?;
+    let p = host.path(path);
+    let state = match fsutil::stat(&p)? {
+        None => PathState::Missing,
+        Some(meta) => {
+            let sha256 = if meta.kind == Kind::File {
+                fsutil::sha256_hex(&fsutil::read_opt(&p)?.unwrap_or_default())
+            } else {
+                String::new()
+            };
+            PathState::Present { meta, sha256 }
+        }
+    };
+    let owner_names = match &state {
+        PathState::Present { meta, .. } => format!(
+            "{}:{}",
+            host.id_name(meta.uid, "/etc/passwd"),
+            host.id_name(meta.gid, "/etc/group")
+        ),
+        PathState::Missing => String::new(),
+    };
+    Ok(Observed {
+        state,
+        want_uid,
+        want_gid,
+        owner_names,
+    })
+}
+
+pub fn observe_file(host: &Host, f: &File) -> Result<Observed> {
+    observe_path(host, &f.path, &f.owner, &f.group)
+}
+
+pub fn observe_dir(host: &Host, d: &Directory) -> Result<Observed> {
+    observe_path(host, &d.path, &d.owner, &d.group)
+}
+
+fn meta_diff(meta: &Meta, mode: u32, uid: u32, gid: u32) -> Option<String> {
+    let mut why = Vec::new();
+    if meta.mode != mode {
+        why.push(format!("mode is {:04o}", meta.mode));
+    }
+    if meta.uid != uid || meta.gid != gid {
+        why.push(format!("owner is {}:{}", meta.uid, meta.gid));
+    }
+    if why.is_empty() {
+        None
+    } else {
+        Some(why.join(", "))
+    }
+}
+
+pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
+    let mode = model::parse_mode(&f.mode)?;
+    let owner = format!("{}:{}", f.owner, f.group);
+    let write = |reason: &str| {
+        Action::new(
+            Op::WriteFile {
+                path: f.path.clone(),
+                content: f.content.clone(),
+                mode,
+                uid: o.want_uid,
+                gid: o.want_gid,
+                owner: owner.clone(),
+            },
+            reason,
+        )
+    };
+    Ok(match &o.state {
+        PathState::Missing => vec![write("missing")],
+        PathState::Present { meta, sha256 } => match meta.kind {
+            Kind::Symlink => vec![write("is a symlink; replaced by a regular file")],
+            Kind::Dir | Kind::Other => {
+                return Err(Error::new(format!(
+                    "{} is a directory or special file, not replacing it; hint: remove it by hand if the file should win",
+                    f.path
+                )));
+            }
+            Kind::File if *sha256 != fsutil::sha256_hex(f.content.0.as_bytes()) => {
+                vec![write("content differs")]
+            }
+            Kind::File => match meta_diff(meta, mode, o.want_uid, o.want_gid) {
+                Some(why) => vec![Action::new(
+                    Op::SetMeta {
+                        path: f.path.clone(),
+                        mode,
+                        uid: o.want_uid,
+                        gid: o.want_gid,
+                        owner,
+                    },
+                    why,
+                )],
+                None => vec![],
+            },
+        },
+    })
+}
+
+pub fn plan_dir(d: &Directory, o: &Observed) -> Result<Vec<Action>> {
+    let mode = model::parse_mode(&d.mode)?;
+    let owner = format!("{}:{}", d.owner, d.group);
+    Ok(match &o.state {
+        PathState::Missing => vec![Action::new(
+            Op::CreateDir {
+                path: d.path.clone(),
+                mode,
+                uid: o.want_uid,
+                gid: o.want_gid,
+                owner,
+            },
+            "missing",
+        )],
+        PathState::Present { meta, .. } if meta.kind != Kind::Dir => {
+            return Err(Error::new(format!(
+                "{} exists but is not a directory; not replacing it",
+                d.path
+            )));
+        }
+        PathState::Present { meta, .. } => match meta_diff(meta, mode, o.want_uid, o.want_gid) {
+            Some(why) => vec![Action::new(
+                Op::SetMeta {
+                    path: d.path.clone(),
+                    mode,
+                    uid: o.want_uid,
+                    gid: o.want_gid,
+                    owner,
+                },
+                why,
+            )],
+            None => vec![],
+        },
+    })
+}
+
+/// An agent-owned file (root:root 0644): its content, or `None` when absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned(pub Option<String>);
+
+impl Owned {
+    pub fn is_absent(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl fmt::Display for Owned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            None => write!(f, "absent"),
+            Some(c) => write!(f, "sha256:{}", &fsutil::sha256_hex(c.as_bytes())[..16]),
+        }
+    }
+}
+
+pub fn observe_owned(host: &Host, path: &str) -> Result<Owned> {
+    Ok(Owned(fsutil::read_text_opt(&host.path(path))?))
+}
+
+pub fn plan_owned(path: &str, want: Option<String>, o: &Owned) -> Vec<Action> {
+    match (want, &o.0) {
+        (None, None) => vec![],
+        (None, Some(_)) => vec![Action::new(
+            Op::RemoveFile { path: path.into() },
+            "no items of its kind remain",
+        )],
+        (Some(w), Some(have)) if *have == w => vec![],
+        (Some(w), have) => vec![Action::new(
+            Op::WriteFile {
+                path: path.into(),
+                content: Content(w),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                owner: "root:root".into(),
+            },
+            if have.is_some() {
+                "content differs"
+            } else {
+                "missing"
+            },
+        )],
+    }
+}
+
+pub fn write(host: &Host, path: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
+    fsutil::write_atomic(&host.path(path), content, mode, Some((uid, gid)))
+}
+
+pub fn set_meta(host: &Host, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    let p = host.path(path);
+    std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+        .map_err(|e| Error::io(format!("cannot chown {path}"), &e))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("cannot chmod {path}"), &e))
+}
+
+pub fn create_dir(host: &Host, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    let p = host.path(path);
+    fsutil::create_dirs(&p, mode)?;
+    set_meta(host, path, mode, uid, gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::items::{PassCtx, execute};
+
+    fn host() -> (tempfile::TempDir, Host) {
+        let tmp = tempfile::tempdir().unwrap();
+        let h = Host::with_root(tmp.path(), tmp.path().join("state"));
+        fsutil::write_atomic(
+            &h.path("/etc/passwd"),
+            b"root:x:0:0::/root:/bin/sh\nsvc:x:4242:4243::/:/bin/false\n",
+            0o644,
+            None,
+        )
+        .unwrap();
+        fsutil::write_atomic(
+            &h.path("/etc/group"),
+            b"root:x:0:\nsvc:x:4243:\n",
+            0o644,
+            None,
+        )
+        .unwrap();
+        (tmp, h)
+    }
+
+    fn apply_all(h: &Host, actions: &[Action]) {
+        let mut ctx = PassCtx::default();
+        for a in actions {
+            execute(h, &a.op, &mut ctx).unwrap();
+        }
+    }
+
+    #[test]
+    fn file_converges_and_then_is_quiet() {
+        let (_t, h) = host();
+        let f = File {
+            path: "/etc/app/app.conf".into(),
+            content: Content("a=1\n".into()),
+            mode: "0640".into(),
+            owner: "svc".into(),
+            group: "svc".into(),
+        };
+        let plan = plan_file(&f, &observe_file(&h, &f).unwrap()).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(
+            plan[0].to_string(),
+            "write /etc/app/app.conf (4 bytes, 0640 svc:svc): missing"
+        );
+        apply_all(&h, &plan);
+        let o = observe_file(&h, &f).unwrap();
+        assert!(
+            plan_file(&f, &o).unwrap().is_empty(),
+            "second pass must be quiet"
+        );
+        assert!(o.to_string().ends_with("0640 svc:svc"), "{o}");
+        assert_eq!(
+            std::fs::read(h.path("/etc/app/app.conf")).unwrap(),
+            b"a=1\n"
+        );
+
+        // Drift: content edited by hand, then only mode changed.
+        std::fs::write(h.path("/etc/app/app.conf"), "a=2\n").unwrap();
+        let plan = plan_file(&f, &observe_file(&h, &f).unwrap()).unwrap();
+        assert_eq!(plan[0].reason, "content differs");
+        apply_all(&h, &plan);
+        std::fs::set_permissions(
+            h.path("/etc/app/app.conf"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let plan = plan_file(&f, &observe_file(&h, &f).unwrap()).unwrap();
+        assert!(
+            matches!(plan[0].op, Op::SetMeta { mode: 0o640, .. }),
+            "{:?}",
+            plan
+        );
+        assert_eq!(plan[0].reason, "mode is 0666");
+        apply_all(&h, &plan);
+        assert!(
+            plan_file(&f, &observe_file(&h, &f).unwrap())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn file_refuses_to_replace_a_directory_and_unknown_owner_is_an_error() {
+        let (_t, h) = host();
+        std::fs::create_dir_all(h.path("/srv/x")).unwrap();
+        let f = File {
+            path: "/srv/x".into(),
+            content: Content("y".into()),
+            mode: "0644".into(),
+            owner: "root".into(),
+            group: "root".into(),
+        };
+        assert!(
+            plan_file(&f, &observe_file(&h, &f).unwrap())
+                .unwrap_err()
+                .message()
+                .contains("not replacing")
+        );
+        let g = File {
+            owner: "ghost".into(),
+            ..f
+        };
+        assert!(
+            observe_file(&h, &g)
+                .unwrap_err()
+                .message()
+                .contains("user `ghost` does not exist")
+        );
+    }
+
+    #[test]
+    fn directory_created_and_fixed() {
+        let (_t, h) = host();
+        let d = Directory {
+            path: "/var/lib/app/data".into(),
+            mode: "0700".into(),
+            owner: "svc".into(),
+            group: "root".into(),
+        };
+        let plan = plan_dir(&d, &observe_dir(&h, &d).unwrap()).unwrap();
+        assert!(matches!(plan[0].op, Op::CreateDir { .. }));
+        apply_all(&h, &plan);
+        let o = observe_dir(&h, &d).unwrap();
+        assert!(plan_dir(&d, &o).unwrap().is_empty());
+        assert_eq!(o.to_string(), "directory 0700 svc:root");
+    }
+
+    #[test]
+    fn owned_file_follows_items_and_goes_away() {
+        assert!(plan_owned("/x", None, &Owned(None)).is_empty());
+        assert_eq!(
+            plan_owned("/x", None, &Owned(Some("a".into())))[0].op,
+            Op::RemoveFile { path: "/x".into() }
+        );
+        assert!(plan_owned("/x", Some("a".into()), &Owned(Some("a".into()))).is_empty());
+        assert_eq!(
+            plan_owned("/x", Some("b".into()), &Owned(Some("a".into())))[0].reason,
+            "content differs"
+        );
+    }
+}
