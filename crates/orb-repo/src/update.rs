@@ -30,7 +30,9 @@ impl OrbRepo {
     /// Other processes using the same clone wait on its lock until this returns.
     pub fn update<F>(&mut self, message: &str, mut derive: F) -> Result<UpdateOutcome, RepoError>
     where
-        F: FnMut(&Snapshot<'_>) -> Result<Vec<FileChange>, Box<dyn std::error::Error + Send + Sync>>,
+        F: FnMut(
+            &Snapshot<'_>,
+        ) -> Result<Vec<FileChange>, Box<dyn std::error::Error + Send + Sync>>,
     {
         if message.trim().is_empty() {
             return Err(RepoError::InvalidInput {
@@ -151,7 +153,14 @@ impl OrbRepo {
         });
         match status {
             Some((flag, _)) if flag != "!" && out.status.success() => Ok(Pushed::Yes),
-            Some((flag, summary)) if flag == "!" && is_race(&summary) => Ok(Pushed::LostRace),
+            // A local (file://) receiver reports a lost ref-lock race as "failed to update ref"
+            // and says why only on stderr.
+            Some((flag, summary))
+                if flag == "!"
+                    && (is_race(&summary) || is_race(&String::from_utf8_lossy(&out.stderr))) =>
+            {
+                Ok(Pushed::LostRace)
+            }
             _ => Err(self.push_failure("push", &out)),
         }
     }
@@ -159,9 +168,15 @@ impl OrbRepo {
 
 /// Rejections that mean "someone else pushed first" (locally or in the server's ref lock).
 fn is_race(summary: &str) -> bool {
-    ["non-fast-forward", "fetch first", "cannot lock ref", "stale info", "incorrect old value"]
-        .iter()
-        .any(|s| summary.contains(s))
+    [
+        "non-fast-forward",
+        "fetch first",
+        "cannot lock ref",
+        "stale info",
+        "incorrect old value",
+    ]
+    .iter()
+    .any(|s| summary.contains(s))
 }
 
 /// `BACKOFF_BASE · 2^(attempt-1)`, capped, times a random factor in [0.5, 1.5) so racing
@@ -205,7 +220,9 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         for attempt in 1..=20 {
             let d = backoff(attempt);
-            let nominal = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16)).min(BACKOFF_CAP);
+            let nominal = BACKOFF_BASE
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(BACKOFF_CAP);
             assert!(d >= nominal / 2 && d < nominal * 3 / 2, "{attempt}: {d:?}");
         }
     }
@@ -214,7 +231,9 @@ mod tests {
     fn race_detection() {
         assert!(is_race("[rejected] (fetch first)"));
         assert!(is_race("[rejected] (non-fast-forward)"));
-        assert!(is_race("[remote rejected] (cannot lock ref 'refs/heads/main': is at a but expected b)"));
+        assert!(is_race(
+            "[remote rejected] (cannot lock ref 'refs/heads/main': is at a but expected b)"
+        ));
         assert!(!is_race("[remote rejected] (pre-receive hook declined)"));
     }
 }
