@@ -113,7 +113,7 @@ fn ensure_git_user() -> Result<(), Error> {
         if shell.ends_with("nologin") || shell.ends_with("/false") || shell.is_empty() {
             return Err(Error::GitUserShell { shell });
         }
-        return Ok(());
+        return unlock_git_user();
     }
     let shell = cmd::require("git-shell", "git")?;
     cmd::require("useradd", "passwd")?;
@@ -123,6 +123,9 @@ fn ensure_git_user() -> Result<(), Error> {
             "--system",
             "--user-group",
             "--no-create-home",
+            // "*": no password login, yet not locked ("!"), which sshd without PAM refuses.
+            "--password",
+            "*",
             "--home-dir",
             "/nonexistent",
             "--shell",
@@ -133,6 +136,22 @@ fn ensure_git_user() -> Result<(), Error> {
     // 9 = the user appeared meanwhile (another group created it).
     if !out.status.success() && out.status.code() != Some(9) {
         return Err(cmd::failed(&cmd("useradd", ["git"]), &out));
+    }
+    Ok(())
+}
+
+/// sshd without PAM refuses keys for a locked account ("!" in /etc/shadow). A bare "!" means no
+/// password was ever set, so "*" (no password login either) changes nothing else.
+fn unlock_git_user() -> Result<(), Error> {
+    let shadow =
+        std::fs::read_to_string("/etc/shadow").map_err(Error::io("read", "/etc/shadow"))?;
+    let field = shadow
+        .lines()
+        .find_map(|l| l.strip_prefix("git:"))
+        .and_then(|r| r.split(':').next())
+        .unwrap_or("");
+    if field == "!" || field == "!*" {
+        run(&mut cmd("usermod", ["--password", "*", "git"]))?;
     }
     Ok(())
 }
