@@ -80,8 +80,9 @@ pub(crate) fn ensure_known(
     record(known_hosts, &accepted)
 }
 
+/// `SHA256:abc= (ED25519)` and `abc` compare equal: only the hash itself counts.
 fn normalize_fingerprint(fp: &str) -> String {
-    let fp = fp.trim();
+    let fp = fp.split_whitespace().next().unwrap_or_default();
     let fp = fp.strip_prefix("SHA256:").unwrap_or(fp);
     fp.trim_end_matches('=').to_owned()
 }
@@ -104,13 +105,21 @@ fn output(cmd: &mut Command, program: &str) -> Result<Output, RepoError> {
     })
 }
 
-fn is_known(name: &str, known_hosts: &Path, env: &[(OsString, OsString)]) -> Result<bool, RepoError> {
+fn is_known(
+    name: &str,
+    known_hosts: &Path,
+    env: &[(OsString, OsString)],
+) -> Result<bool, RepoError> {
     if !known_hosts.exists() {
         return Ok(false);
     }
     // -F finds plain and hashed entries alike.
     let out = output(
-        tool("ssh-keygen", env).arg("-F").arg(name).arg("-f").arg(known_hosts),
+        tool("ssh-keygen", env)
+            .arg("-F")
+            .arg(name)
+            .arg("-f")
+            .arg(known_hosts),
         "ssh-keygen",
     )?;
     Ok(out.status.success() && !out.stdout.is_empty())
@@ -150,7 +159,10 @@ fn scan(
     let file = scratch.join("scanned_keys");
     fs::write(&file, lines.join("\n") + "\n")
         .map_err(|e| RepoError::io(format!("cannot write {}", file.display()), e))?;
-    let fp_out = output(tool("ssh-keygen", env).arg("-l").arg("-f").arg(&file), "ssh-keygen");
+    let fp_out = output(
+        tool("ssh-keygen", env).arg("-l").arg("-f").arg(&file),
+        "ssh-keygen",
+    );
     let _ = fs::remove_file(&file);
     let fp_out = fp_out?;
     let fps: Vec<String> = String::from_utf8_lossy(&fp_out.stdout)
@@ -186,7 +198,11 @@ fn ask(name: &str, fingerprints: &[String], known_hosts: &Path) -> bool {
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
         return false;
     }
-    let Ok(tty) = fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+    let Ok(tty) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
         return false;
     };
     let mut out = &tty;
@@ -201,7 +217,10 @@ fn ask(name: &str, fingerprints: &[String], known_hosts: &Path) -> bool {
     );
     let _ = out.flush();
     let mut answer = String::new();
-    if std::io::BufReader::new(&tty).read_line(&mut answer).is_err() {
+    if std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .is_err()
+    {
         return false;
     }
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
@@ -239,8 +258,12 @@ mod tests {
     fn names_and_fingerprints() {
         assert_eq!(known_hosts_name("h", None), "h");
         assert_eq!(known_hosts_name("h", Some(22)), "h");
-        assert_eq!(known_hosts_name("127.0.0.1", Some(2222)), "[127.0.0.1]:2222");
+        assert_eq!(
+            known_hosts_name("127.0.0.1", Some(2222)),
+            "[127.0.0.1]:2222"
+        );
         assert_eq!(normalize_fingerprint(" SHA256:abc= "), "abc");
         assert_eq!(normalize_fingerprint("abc"), "abc");
+        assert_eq!(normalize_fingerprint("SHA256:abc (ED25519)"), "abc");
     }
 }
