@@ -20,6 +20,12 @@ fn write(root: &Path, rel: &str, content: &str, mode: u32) -> Result<(), Error> 
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d).map_err(Error::io("create", d))?;
     }
+    // An absolute symlink in the image would point into the host: replace it, never follow it.
+    if p.symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        std::fs::remove_file(&p).map_err(Error::io("remove symlink", &p))?;
+    }
     std::fs::write(&p, content).map_err(Error::io("write", &p))?;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
         .map_err(Error::io("chmod", &p))
@@ -58,6 +64,14 @@ pub(crate) fn provision(root: &Path, p: &Provision) -> Result<String, Error> {
             "127.0.0.1\tlocalhost\n127.0.1.1\t{h}\n{}\torb-host\n::1\tlocalhost ip6-localhost ip6-loopback\n",
             p.bridge_ip
         ),
+        0o644,
+    )?;
+    // No resolver is reachable from the private bridge: with no nameserver line, lookups of
+    // unknown names fail at once (127.0.0.1:53 refuses) instead of timing out for seconds.
+    write(
+        root,
+        "etc/resolv.conf",
+        "# orb-machines: no DNS on the group's private bridge; names are in /etc/hosts\n",
         0o644,
     )?;
     let mut id = [0u8; 16];

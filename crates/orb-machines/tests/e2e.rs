@@ -23,6 +23,8 @@ fn three_machines_full_lifecycle() {
     let mut guard = Guard::up(&host, &name, &key.public);
     let g = guard.g();
 
+    let start = Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
     let t0 = Instant::now();
     let machines = g
         .create_machines(&["m1", "m2", "m3"])
@@ -63,26 +65,23 @@ fn three_machines_full_lifecycle() {
             .success()
     );
 
+    step("ssh checks done");
     // etcd-server from the group's repository on all three; trixie's newer one offered too.
     g.add_packages(Suite::Bookworm, &["etcd-server"])
         .expect("bookworm packages");
     g.add_packages(Suite::Trixie, &["etcd-server", "etcd-client"])
         .expect("trixie packages");
-    for m in &machines {
-        ok(
-            m.ssh(&key.private, "sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server").unwrap(),
-            "apt-get install etcd-server",
-        );
-        let v = ok(
-            m.exec(&["dpkg-query", "-W", "-f", "${Version}", "etcd-server"])
-                .unwrap(),
-            "dpkg-query",
-        );
-        assert!(
-            v.starts_with("3.4."),
-            "bookworm's etcd-server is the default, got {v}"
-        );
-    }
+    std::thread::scope(|s| {
+        for m in &machines {
+            let key = &key.private;
+            s.spawn(move || {
+                let install = "sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server";
+                ok(m.ssh(key, install).unwrap(), "apt-get install etcd-server");
+                let v = ok(m.exec(&["dpkg-query", "-W", "-f", "${Version}", "etcd-server"]).unwrap(), "dpkg-query");
+                assert!(v.starts_with("3.4."), "bookworm's etcd-server is the default, got {v}");
+            });
+        }
+    });
     let policy = ok(
         machines[2]
             .exec(&["apt-cache", "policy", "etcd-server"])
@@ -106,6 +105,7 @@ fn three_machines_full_lifecycle() {
         "simulated upgrade to trixie's etcd",
     );
 
+    step("etcd-server installed");
     // Git over SSH: push from the host, reachable from a machine.
     let git = g.git_host().expect("git host");
     git.add_deploy_key(&key.public).unwrap();
@@ -153,6 +153,7 @@ fn three_machines_full_lifecycle() {
         "SSH-"
     );
 
+    step("git done");
     // Power cut and start: down at once, back with its disk.
     let m2 = &machines[1];
     let before = m2.booted_at().unwrap();
@@ -173,6 +174,7 @@ fn three_machines_full_lifecycle() {
         "install ok installed"
     );
 
+    step("power cut + start done");
     // Reboot from inside: the supervisor brings it back with a new PID 1.
     let m3 = &machines[2];
     let before = m3.booted_at().unwrap();
@@ -183,6 +185,7 @@ fn three_machines_full_lifecycle() {
         "m3"
     );
 
+    step("reboot done");
     // Network cut and restore.
     let m1 = &machines[0];
     m1.cut_network().unwrap();
@@ -191,9 +194,11 @@ fn three_machines_full_lifecycle() {
     m1.restore_network().unwrap();
     assert_eq!(m1.info().state, MachineState::Running);
 
+    step("network cut + restore done");
     // down removes every namespace, link, bridge, mount and process of the group.
     let f = footprint(g);
     assert_eq!(f.netns.len(), 3);
     guard.group.take().unwrap().down().expect("down");
+    step("down done");
     assert_nothing_left(&f);
 }
