@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -q -p orbctl
-orbctl="$PWD/target/release/orbctl"
+cargo build -q -p orbctl
+orbctl="$PWD/target/debug/orbctl"
 name=${DEMO_NAME:-demo}
 work=$(mktemp -d /tmp/orb-demo.XXXXXX)
 export ORBCONFIG="$work/orb/config"
@@ -42,7 +42,7 @@ git clone -q "$work/orb.git" "$work/checkout"
   "$orbctl" local list --name "$name" -o json | python3 -c '
 import json, sys
 for m in json.load(sys.stdin):
-    print(f"          - id: {m[\"id\"]}\n            hostname: {m[\"hostname\"]}\n            ip: {m[\"ip\"]}")'
+    print("          - id: %s\n            hostname: %s\n            ip: %s" % (m["name"], m["hostname"], m["ip"]))'
 } > "$work/checkout/orbiter.yml"
 git -C "$work/checkout" add orbiter.yml
 git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -m "Describe the lab machines"

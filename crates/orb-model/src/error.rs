@@ -63,9 +63,14 @@ impl ModelError {
     }
 }
 
-/// serde-saphyr prefixes messages with `error: line N column M: `; we print the place ourselves.
+/// serde-saphyr puts the position into messages (`error: line N column M: …` or `… at line N,
+/// column M`); we print the place ourselves, once.
 fn strip_position_prefix(s: &str) -> &str {
     let s = s.strip_prefix("error: ").unwrap_or(s);
+    let s = match s.rfind(" at line ") {
+        Some(i) if s[i..].contains(", column ") => &s[..i],
+        _ => s,
+    };
     if let Some(rest) = s.strip_prefix("line ")
         && let Some(i) = rest.find(": ")
         && rest[..i].contains(" column ")
