@@ -1,0 +1,1 @@
+//! Being written by the SSH helper; replace wholesale.
