@@ -216,7 +216,14 @@ pub(crate) fn start_http(
     log: &Path,
     marker: &str,
 ) -> Result<i32, Error> {
-    let python = cmd::require("python3", "python3")?;
+    // Debian's own interpreter first: a user-level shim (pyenv) in root's PATH is slower and
+    // may vanish with that user's setup.
+    let system = Path::new("/usr/bin/python3");
+    let python = if system.exists() {
+        system.to_path_buf()
+    } else {
+        cmd::require("python3", "python3")?
+    };
     let args: Vec<std::ffi::OsString> = vec![
         python.into(),
         "-m".into(),

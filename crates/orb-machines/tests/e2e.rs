@@ -193,6 +193,11 @@ fn three_machines_full_lifecycle() {
     assert!(!port_open(m1.ip(), 22));
     m1.restore_network().unwrap();
     assert_eq!(m1.info().state, MachineState::Running);
+    // Clean poweroff from inside, then boot again.
+    m1.stop().unwrap();
+    assert_eq!(m1.info().state, MachineState::Stopped);
+    m1.start().unwrap();
+    assert_eq!(m1.info().state, MachineState::Running);
 
     step("network cut + restore done");
     // down removes every namespace, link, bridge, mount and process of the group.

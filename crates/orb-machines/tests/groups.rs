@@ -15,7 +15,7 @@ fn two_groups_at_once_do_not_collide() {
     let (a, b) = (unique("ga"), unique("gb"));
     // Both groups come up concurrently: subnet choice and bridge creation race here.
     let (ga, gb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| Guard::up(&host, &a, &key.public));
+        let ta = s.spawn(|| Guard::up_with(&host, &a, &key.public, true));
         let tb = s.spawn(|| Guard::up(&host, &b, &key.public));
         (ta.join().unwrap(), tb.join().unwrap())
     });
@@ -36,6 +36,15 @@ fn two_groups_at_once_do_not_collide() {
         ok(mb.ssh(&key.private, "hostname").unwrap(), "ssh b").trim(),
         "m1"
     );
+
+    // Only the net_admin group's machines may manage their own addresses (keepalived).
+    let add_vip = "sudo ip addr add 192.0.2.200/32 dev lo";
+    ok(
+        ma.ssh(&key.private, add_vip).unwrap(),
+        "CAP_NET_ADMIN in group a",
+    );
+    let denied = mb.ssh(&key.private, add_vip).unwrap();
+    assert!(!denied.status.success(), "group b has no CAP_NET_ADMIN");
 
     // A name in use is refused and the existing group is untouched.
     let e = Group::up(

@@ -57,10 +57,13 @@ pub struct Guard {
 
 impl Guard {
     pub fn up(host: &Host, name: &str, pubkey: &str) -> Guard {
+        Guard::up_with(host, name, pubkey, false)
+    }
+    pub fn up_with(host: &Host, name: &str, pubkey: &str, net_admin: bool) -> Guard {
         let spec = GroupSpec {
             name: name.to_string(),
             pubkey: pubkey.to_string(),
-            net_admin: false,
+            net_admin,
         };
         let group = Group::up(host, &spec).unwrap_or_else(|e| panic!("Group::up({name}): {e}"));
         Guard {
