@@ -126,8 +126,11 @@ pub fn run(cmd: LocalCommand) -> Result<()> {
                 private.exists().then_some(private)
             });
             let mut c = crate::machine::ssh_command(&m, key.as_deref());
-            // Interactive use: let ssh ask nothing, but allow a terminal.
-            c.arg("-t").args(&command);
+            // A terminal for interactive use only; scripts get plain output.
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                c.arg("-t");
+            }
+            c.args(&command);
             let status = c.status().context("running ssh")?;
             if !status.success() {
                 bail!("ssh to {machine} exited with {status}");
