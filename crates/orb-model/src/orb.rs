@@ -7,7 +7,7 @@ use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::Id;
 use crate::located::{Located, Pos};
-use crate::registry::{self, Category, ClusterSpec, ProviderSpec};
+use crate::registry::{self, Category, ClusterSpec, ProviderSpec, SoftwareSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,7 @@ impl<S> Node<S> {
 pub struct Orb {
     pub providers: BTreeMap<Id, Node<ProviderSpec>>,
     pub clusters: BTreeMap<Id, Node<ClusterSpec>>,
+    pub software: BTreeMap<Id, Node<SoftwareSpec>>,
 }
 
 impl Orb {
@@ -74,6 +75,7 @@ impl Orb {
     pub fn needs_migration(&self) -> bool {
         self.providers.values().any(|n| n.migrated_from.is_some())
             || self.clusters.values().any(|n| n.migrated_from.is_some())
+            || self.software.values().any(|n| n.migrated_from.is_some())
     }
 }
 
@@ -86,6 +88,8 @@ struct Header {
     providers: BTreeMap<Id, Located<NodeHeader>>,
     #[serde(default)]
     clusters: BTreeMap<Id, Located<NodeHeader>>,
+    #[serde(default)]
+    software: BTreeMap<Id, Located<NodeHeader>>,
 }
 
 /// Only `kind` and `version`; everything else is read in the second pass.
@@ -125,6 +129,7 @@ fn check_header(h: &Header, file: &str) -> Result<Kinds, ModelError> {
     for (category, nodes) in [
         (Category::Provider, &h.providers),
         (Category::Cluster, &h.clusters),
+        (Category::Software, &h.software),
     ] {
         for (id, node) in nodes {
             let place = format!("{}.{id}", category.key());
@@ -134,11 +139,12 @@ fn check_header(h: &Header, file: &str) -> Result<Kinds, ModelError> {
                 )
             })?;
             let info = registry::kind(category, &kind.value).ok_or_else(|| {
-                let what = match registry::kind(other(category), &kind.value) {
-                    Some(_) => format!(
-                        "`{}` is not a {} kind",
+                let what = match registry::KINDS.iter().find(|k| k.name == kind.value) {
+                    Some(k) => format!(
+                        "`{}` belongs under `{}`, not `{}`",
                         kind.value,
-                        category.key().trim_end_matches('s')
+                        k.category.key(),
+                        category.key()
                     ),
                     None => format!("unknown kind `{}` in {place}", kind.value),
                 };
@@ -166,13 +172,6 @@ fn check_header(h: &Header, file: &str) -> Result<Kinds, ModelError> {
         }
     }
     Ok(kinds)
-}
-
-fn other(c: Category) -> Category {
-    match c {
-        Category::Provider => Category::Cluster,
-        Category::Cluster => Category::Provider,
-    }
 }
 
 struct OrbSeed<'a> {
@@ -205,10 +204,14 @@ impl<'de> Visitor<'de> for OrbSeed<'_> {
                 "clusters" => {
                     orb.clusters = map.next_value_seed(NodesSeed::<ClusterSpec>::new(self.kinds))?
                 }
+                "software" => {
+                    orb.software =
+                        map.next_value_seed(NodesSeed::<SoftwareSpec>::new(self.kinds))?
+                }
                 other => {
                     return Err(de::Error::unknown_field(
                         other,
-                        &["kind", "version", "providers", "clusters"],
+                        &["kind", "version", "providers", "clusters", "software"],
                     ));
                 }
             }
@@ -338,6 +341,9 @@ impl Serialize for Orb {
         }
         if !self.clusters.is_empty() {
             m.serialize_entry("clusters", &NodesOut(&self.clusters))?;
+        }
+        if !self.software.is_empty() {
+            m.serialize_entry("software", &NodesOut(&self.software))?;
         }
         m.end()
     }

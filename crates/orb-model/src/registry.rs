@@ -3,6 +3,8 @@
 //! file and the kind's own module, nothing else.
 
 use crate::kinds::etcd_cluster::EtcdCluster;
+use crate::kinds::local_provider::LocalProvider;
+use crate::kinds::node_software::NodeSoftware;
 use crate::kinds::static_provider::{StaticProvider, StaticProviderV0};
 use orb_secrets::Envelope;
 use serde::de::{Deserialize, Deserializer, Error as _};
@@ -13,6 +15,7 @@ use serde::{Serialize, Serializer};
 pub enum Category {
     Provider,
     Cluster,
+    Software,
 }
 
 impl Category {
@@ -20,6 +23,7 @@ impl Category {
         match self {
             Category::Provider => "providers",
             Category::Cluster => "clusters",
+            Category::Software => "software",
         }
     }
 }
@@ -42,6 +46,16 @@ pub const KINDS: &[KindInfo] = &[
         name: "StaticProvider",
         category: Category::Provider,
         versions: &["v0", "v1"],
+    },
+    KindInfo {
+        name: "LocalProvider",
+        category: Category::Provider,
+        versions: &["v1"],
+    },
+    KindInfo {
+        name: "NodeSoftware",
+        category: Category::Software,
+        versions: &["v1"],
     },
     KindInfo {
         name: "EtcdCluster",
@@ -68,6 +82,13 @@ pub fn kind_names(category: Category) -> Vec<&'static str> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProviderSpec {
     Static(StaticProvider),
+    Local(LocalProvider),
+}
+
+/// Node software in its current version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SoftwareSpec {
+    Node(NodeSoftware),
 }
 
 /// A cluster subtree in its current version.
@@ -133,6 +154,7 @@ fn deserialize_provider<'de, D: Deserializer<'de>>(
         ("StaticProvider", "v1") => {
             Ok((ProviderSpec::Static(StaticProvider::deserialize(d)?), false))
         }
+        ("LocalProvider", "v1") => Ok((ProviderSpec::Local(LocalProvider::deserialize(d)?), false)),
         ("StaticProvider", "v0") => {
             let old = StaticProviderV0::deserialize(d)?;
             Ok((
@@ -159,6 +181,7 @@ impl ProviderSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSpec::Static(_) => "StaticProvider",
+            ProviderSpec::Local(_) => "LocalProvider",
         }
     }
 
@@ -166,12 +189,14 @@ impl ProviderSpec {
     pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Envelope>)> {
         match self {
             ProviderSpec::Static(s) => s.keys.slots_mut().into_iter().collect(),
+            ProviderSpec::Local(_) => Vec::new(),
         }
     }
 
     pub(crate) fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ProviderSpec::Static(spec) => spec.serialize(s),
+            ProviderSpec::Local(spec) => spec.serialize(s),
         }
     }
 }
@@ -192,6 +217,32 @@ impl ClusterSpec {
     pub(crate) fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ClusterSpec::Etcd(spec) => spec.serialize(s),
+        }
+    }
+}
+
+impl ReadSpec for SoftwareSpec {
+    const CATEGORY: Category = Category::Software;
+    fn read<'de, D: Deserializer<'de>>(
+        kind: &str,
+        version: &str,
+        d: D,
+    ) -> Result<(Self, bool), D::Error> {
+        match (kind, version) {
+            ("NodeSoftware", "v1") => {
+                Ok((SoftwareSpec::Node(NodeSoftware::deserialize(d)?), false))
+            }
+            _ => Err(D::Error::custom(format!("no reader for {kind} {version}"))),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            SoftwareSpec::Node(_) => "NodeSoftware",
+        }
+    }
+    fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SoftwareSpec::Node(spec) => spec.serialize(s),
         }
     }
 }

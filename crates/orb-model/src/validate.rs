@@ -5,15 +5,28 @@ use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::Id;
 use crate::kinds::etcd_cluster::EtcdCluster;
+use crate::kinds::node_software::NodeSoftware;
 use crate::located::Located;
-use crate::orb::Orb;
-use crate::registry::{ClusterSpec, ProviderSpec};
+use crate::orb::{Node, Orb};
+use crate::registry::{ClusterSpec, ProviderSpec, SoftwareSpec};
 use std::collections::BTreeMap;
 
 pub(crate) fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
-    for (id, node) in &orb.clusters {
-        if orb.providers.contains_key(id) {
-            return Err(ModelError::new(file, node.pos, format!("cluster `{id}` has the id of a provider"))
+    for (id, node) in orb
+        .clusters
+        .iter()
+        .map(|(i, n)| (i, n.pos))
+        .chain(orb.software.iter().map(|(i, n)| (i, n.pos)))
+    {
+        let node = Node {
+            spec: (),
+            migrated_from: None,
+            pos: node,
+        };
+        if orb.providers.contains_key(id)
+            || (orb.clusters.contains_key(id) && orb.software.contains_key(id))
+        {
+            return Err(ModelError::new(file, node.pos, format!("id `{id}` is used twice (providers, clusters and software share one namespace)"))
                 .with_hint("secret paths are `<provider or cluster id>.<field>`, so ids must be unique across providers and clusters"));
         }
     }
@@ -38,12 +51,71 @@ pub(crate) fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
                         }
                     }
                 }
+                for flagged in s.rebootrequired.iter().chain(&s.replacementrequired) {
+                    if !ids.contains_key(&flagged.value) {
+                        let names: Vec<&str> = ids.keys().map(Id::as_str).collect();
+                        return Err(ModelError::new(
+                            file,
+                            flagged.pos,
+                            format!("provider `{id}` has no machine `{flagged}`"),
+                        )
+                        .with_hint(did_you_mean(flagged.value.as_str(), &names)));
+                    }
+                }
             }
+            ProviderSpec::Local(_) => {}
         }
     }
     for (id, node) in &orb.clusters {
         match &node.spec {
             ClusterSpec::Etcd(e) => check_etcd(orb, id, e, file)?,
+        }
+    }
+    for (id, node) in &orb.software {
+        match &node.spec {
+            SoftwareSpec::Node(s) => check_software(orb, id, s, file)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_software(orb: &Orb, id: &Id, s: &NodeSoftware, file: &str) -> Result<(), ModelError> {
+    for r in &s.pools {
+        let Some((provider, pool)) = r.value.split_once('.') else {
+            return Err(ModelError::new(
+                file,
+                r.pos,
+                format!("software `{id}`: `{r}` is not a pool reference"),
+            )
+            .with_hint("write pools as `<provider>.<pool>`, e.g. lab.workers"));
+        };
+        let as_id = |s: &str| Id::parse(s).map_err(|e| ModelError::new(file, r.pos, e));
+        let provider = Located {
+            value: as_id(provider)?,
+            pos: r.pos,
+        };
+        let pool = Located {
+            value: as_id(pool)?,
+            pos: r.pos,
+        };
+        pool_size(orb, file, &provider, &pool)?;
+    }
+    for item in &s.items {
+        let doc = serde_json::json!({
+            "kind": "NodeDesired", "version": "v1", "generation": 1, "changesallowed": true,
+            "items": [item.value],
+        });
+        let text = serde_saphyr::to_string(&doc)
+            .map_err(|e| ModelError::new(file, item.pos, e.to_string()))?;
+        if let Err(e) = node_agent::model::parse_desired(&text, "item") {
+            let msg = e.to_string();
+            let msg = msg
+                .split_once(": ")
+                .map(|(_, m)| m)
+                .unwrap_or(&msg)
+                .to_owned();
+            return Err(ModelError::new(file, item.pos, format!("software `{id}`: {msg}"))
+                .with_hint("items are node-agent items, e.g. `- package: {name: curl, version: 7.88.1-10+deb12u5}`"));
         }
     }
     Ok(())
@@ -88,18 +160,23 @@ fn pool_size(
         )
         .with_hint(did_you_mean(provider.value.as_str(), &names)));
     };
-    match &p.spec {
-        ProviderSpec::Static(s) => match s.pools.get(&pool.value) {
-            Some(m) => Ok(Some(m.len())),
-            None => {
-                let names: Vec<&str> = s.pools.keys().map(Id::as_str).collect();
-                Err(ModelError::new(
-                    file,
-                    pool.pos,
-                    format!("provider `{provider}` has no pool `{pool}`"),
-                )
-                .with_hint(did_you_mean(pool.value.as_str(), &names)))
-            }
-        },
+    let (names, size): (Vec<&str>, Option<usize>) = match &p.spec {
+        ProviderSpec::Static(s) => (
+            s.pools.keys().map(Id::as_str).collect(),
+            s.pools.get(&pool.value).map(Vec::len),
+        ),
+        ProviderSpec::Local(l) => (
+            l.pools.keys().map(Id::as_str).collect(),
+            l.pools.get(&pool.value).map(|p| p.nodes.value as usize),
+        ),
+    };
+    match size {
+        Some(n) => Ok(Some(n)),
+        None => Err(ModelError::new(
+            file,
+            pool.pos,
+            format!("provider `{provider}` has no pool `{pool}`"),
+        )
+        .with_hint(did_you_mean(pool.value.as_str(), &names))),
     }
 }

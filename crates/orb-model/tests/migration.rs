@@ -25,7 +25,9 @@ fn v0_migrates_to_v1() {
     assert!(orb.needs_migration());
     let node = &orb.providers["kvm"];
     assert_eq!(node.migrated_from.as_deref(), Some("v0"));
-    let ProviderSpec::Static(s) = &node.spec;
+    let ProviderSpec::Static(s) = &node.spec else {
+        panic!("not static")
+    };
     assert_eq!(s.user, "admin");
     let text = orb.to_yaml();
     assert!(text.contains("version: v1"), "{text}");

@@ -117,7 +117,11 @@ fn unknown_kind_suggests() {
 fn cluster_kind_in_provider_map() {
     let text = GOOD.replace("kind: StaticProvider", "kind: EtcdCluster");
     let e = err(&text);
-    assert!(e.message.contains("is not a provider kind"), "{e}");
+    assert!(
+        e.message
+            .contains("belongs under `clusters`, not `providers`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -160,4 +164,48 @@ fn orbos_file_points_to_import() {
 fn syntax_error_has_place() {
     let e = err("kind: Orb\nversion: v1\nproviders: [\n");
     assert!(e.pos.is_some(), "{e}");
+}
+
+const WITH_LOCAL: &str = "kind: Orb
+version: v1
+providers:
+  local:
+    kind: LocalProvider
+    version: v1
+    spec:
+      group: orbtest
+      pools:
+        extra:
+          nodes: 2
+software:
+  base:
+    kind: NodeSoftware
+    version: v1
+    spec:
+      pools: [local.extra]
+      items:
+        - package: {name: etcd-server, version: 3.4.23-4}
+        - file: {path: /etc/motd, content: \"managed by Orbiter\\n\"}
+";
+
+#[test]
+fn local_provider_and_node_software_parse_and_round_trip() {
+    let orb = Orb::parse(WITH_LOCAL, "orbiter.yml").unwrap();
+    assert_eq!(orb.software.len(), 1);
+    let again = Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap();
+    assert_eq!(again, orb);
+}
+
+#[test]
+fn node_software_items_are_checked_by_the_agent_parser() {
+    let text = WITH_LOCAL.replace(
+        "- package: {name: etcd-server, version: 3.4.23-4}",
+        "- packge: {name: etcd-server}",
+    );
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "packge"));
+    assert!(e.message.contains("software `base`"), "{e}");
+    let text = WITH_LOCAL.replace("pools: [local.extra]", "pools: [local.extr]");
+    let e = err(&text);
+    assert_eq!(e.hint.as_deref(), Some("did you mean `extra`?"), "{e}");
 }

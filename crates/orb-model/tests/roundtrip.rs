@@ -54,6 +54,8 @@ fn provider() -> impl Strategy<Value = StaticProvider> {
                     maintenancekeypublic: b,
                     ..Default::default()
                 },
+                rebootrequired: Vec::new(),
+                replacementrequired: Vec::new(),
             }
         })
 }
@@ -64,6 +66,7 @@ proptest! {
         let orb = Orb {
             providers: providers.into_iter().map(|(k, v)| (k, Node::new(ProviderSpec::Static(v)))).collect(),
             clusters: BTreeMap::new(),
+            software: BTreeMap::new(),
         };
         let text = orb.to_yaml();
         let back = Orb::parse(&text, "orbiter.yml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
@@ -73,7 +76,7 @@ proptest! {
 
     #[test]
     fn setting_a_secret_leaves_everything_else(p in provider(), v in "[A-Za-z0-9]{10,40}") {
-        let orb = Orb { providers: [(Id::parse("lab").unwrap(), Node::new(ProviderSpec::Static(p)))].into(), clusters: BTreeMap::new() };
+        let orb = Orb { providers: [(Id::parse("lab").unwrap(), Node::new(ProviderSpec::Static(p)))].into(), clusters: BTreeMap::new(), software: BTreeMap::new() };
         let mut changed = Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap();
         *changed.secret_mut("lab.bootstrapkeypublic").unwrap() = Some(Envelope { encrypted: "v1".into(), path: "lab.bootstrapkeypublic".into(), value: v });
         let mut reread = Orb::parse(&changed.to_yaml(), "orbiter.yml").unwrap();

@@ -154,7 +154,7 @@ fn validate_local_file_and_repository() {
     let (p, _repo) = orb_with_example();
     assert!(
         p.ok(&["validate"])
-            .contains("valid (1 providers, 1 clusters, 3 listed machines)")
+            .contains("valid (1 providers, 1 clusters, 3 machines)")
     );
     let bad = p.home.path().join("orbiter.yml");
     std::fs::write(&bad, EXAMPLE.replace("pool: workers", "pool: workrs")).unwrap();

@@ -27,6 +27,12 @@ pub struct StaticProvider {
     pub pools: BTreeMap<Id, Vec<StaticMachine>>,
     #[serde(default, skip_serializing_if = "StaticKeys::is_empty")]
     pub keys: StaticKeys,
+    /// Machines to reboot once; Orbiter clears an entry when done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebootrequired: Vec<Located<Id>>,
+    /// Machines to replace by a spare of the same pool; Orbiter clears an entry when done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replacementrequired: Vec<Located<Id>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -99,6 +105,8 @@ impl StaticProviderV0 {
             user: self.remoteuser,
             pools: self.pools,
             keys: self.keys,
+            rebootrequired: Vec::new(),
+            replacementrequired: Vec::new(),
         })
     }
 }

@@ -25,10 +25,13 @@ pub fn run(g: &Global, file: Option<&Path>) -> Result<()> {
         .values()
         .map(|n| match &n.spec {
             orb_model::ProviderSpec::Static(s) => s.pools.values().map(Vec::len).sum::<usize>(),
+            orb_model::ProviderSpec::Local(l) => {
+                l.pools.values().map(|p| p.nodes.value as usize).sum()
+            }
         })
         .sum();
     println!(
-        "{name}: valid ({} providers, {} clusters, {machines} listed machines){}",
+        "{name}: valid ({} providers, {} clusters, {machines} machines){}",
         orb.providers.len(),
         orb.clusters.len(),
         if orb.needs_migration() {
