@@ -91,7 +91,10 @@ impl OrbConfig {
     }
 
     /// [`OrbConfig::load`] writing its warnings to `warnings` instead of stderr.
-    pub fn load_with_warnings(path: &Path, warnings: &mut dyn Write) -> Result<OrbConfig, RepoError> {
+    pub fn load_with_warnings(
+        path: &Path,
+        warnings: &mut dyn Write,
+    ) -> Result<OrbConfig, RepoError> {
         let config_err = |reason: String| RepoError::Config {
             path: path.to_owned(),
             reason,
@@ -169,7 +172,12 @@ impl OrbConfig {
         let mut tmp = tempfile::Builder::new()
             .prefix(".config-")
             .tempfile_in(&dir)
-            .map_err(|e| config_err(format!("cannot create a temp file in {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                config_err(format!(
+                    "cannot create a temp file in {}: {e}",
+                    dir.display()
+                ))
+            })?;
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(0o600))
             .map_err(|e| config_err(format!("cannot chmod temp file: {e}")))?;
@@ -190,14 +198,19 @@ impl OrbConfig {
 
     fn validate(&self) -> Result<(), String> {
         if self.url.trim().is_empty() {
-            return Err("field `url` is empty; set it with `orbctl configure --repourl URL`".to_owned());
+            return Err(
+                "field `url` is empty; set it with `orbctl configure --repourl URL`".to_owned(),
+            );
         }
         let url = crate::url::parse(&self.url).map_err(|e| format!("field `url`: {e}"))?;
         if self.masterkey.expose().is_empty() {
             return Err("field `masterkey` is empty".to_owned());
         }
         if matches!(url, crate::url::RepoUrl::Ssh { .. })
-            && self.repokey.as_ref().is_none_or(|k| k.expose().trim().is_empty())
+            && self
+                .repokey
+                .as_ref()
+                .is_none_or(|k| k.expose().trim().is_empty())
         {
             return Err("field `repokey` is missing: ssh URLs need a deploy key \
                         (orbctl configure --repokey-file KEY)"
@@ -326,9 +339,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("config");
         let cases = [
-            ("url: /srv/orb\nmasterkey: topsecretvalue\nbogus: 1\n", ":3:1: unknown field `bogus`"),
-            ("url: /srv/orb\nmasterkey: topsecretvalue\nrepokey: [1, 2\n", ":3:10: "),
-            ("url: /srv/orb\nmasterkey:\n  nested: topsecretvalue\n", ":3:3: "),
+            (
+                "url: /srv/orb\nmasterkey: topsecretvalue\nbogus: 1\n",
+                ":3:1: unknown field `bogus`",
+            ),
+            (
+                "url: /srv/orb\nmasterkey: topsecretvalue\nrepokey: [1, 2\n",
+                ":3:10: ",
+            ),
+            (
+                "url: /srv/orb\nmasterkey:\n  nested: topsecretvalue\n",
+                ":3:3: ",
+            ),
         ];
         for (text, place) in cases {
             fs::write(&path, text).unwrap();
@@ -370,9 +392,15 @@ mod tests {
     #[test]
     fn orb_ids() {
         for (url, id) in [
-            ("ssh://root@127.0.0.1:2222/srv/orb.git", "127-0-0-1-2222-srv-orb"),
+            (
+                "ssh://root@127.0.0.1:2222/srv/orb.git",
+                "127-0-0-1-2222-srv-orb",
+            ),
             ("git@github.com:me/my-orb.git", "github-com-me-my-orb"),
-            ("https://bob:tok@Example.org/Me/Orb.git/", "example-org-me-orb"),
+            (
+                "https://bob:tok@Example.org/Me/Orb.git/",
+                "example-org-me-orb",
+            ),
             ("file:///tmp/x/orb", "tmp-x-orb"),
             ("/srv/orb.git", "srv-orb"),
             ("", "orb"),

@@ -151,17 +151,24 @@ impl Git {
 fn hint_for(stderr: &str) -> Option<&'static str> {
     let s = stderr.to_ascii_lowercase();
     if s.contains("permission denied (publickey") {
-        Some("the server refused the repo key: add its public key to the repository as a deploy key with write access")
+        Some(
+            "the server refused the repo key: add its public key to the repository as a deploy key with write access",
+        )
     } else if s.contains("does not appear to be a git repository")
         || s.contains("repository not found")
         || s.contains("not found")
     {
-        Some("check the repository URL in the orb config; the repository must exist (an empty one is fine)")
+        Some(
+            "check the repository URL in the orb config; the repository must exist (an empty one is fine)",
+        )
     } else if s.contains("could not resolve hostname") || s.contains("connection refused") {
         Some("check the host and port in the repository URL and that the server is reachable")
     } else if s.contains("timed out") {
         Some("the server did not answer in time; check the network")
-    } else if s.contains("authentication failed") || s.contains("returned error: 401") || s.contains("returned error: 403") {
+    } else if s.contains("authentication failed")
+        || s.contains("returned error: 401")
+        || s.contains("returned error: 403")
+    {
         Some("the token in the orb config was refused or lacks write access")
     } else {
         None

@@ -265,5 +265,6 @@ mod tests {
         assert_eq!(normalize_fingerprint(" SHA256:abc= "), "abc");
         assert_eq!(normalize_fingerprint("abc"), "abc");
         assert_eq!(normalize_fingerprint("SHA256:abc (ED25519)"), "abc");
+        assert_eq!(normalize_fingerprint("SHA256:abc (ED25519)"), "abc");
     }
 }

@@ -31,7 +31,10 @@ impl FileLock {
             }
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(RepoError::io(format!("cannot lock {}", path.display()), err));
+                return Err(RepoError::io(
+                    format!("cannot lock {}", path.display()),
+                    err,
+                ));
             }
         }
     }

@@ -62,7 +62,10 @@ impl OrbRepo {
         let mut remote = url.git_url();
         match &url {
             RepoUrl::Ssh { host, port, .. } => {
-                let key = cfg.repokey.as_ref().filter(|k| !k.expose().trim().is_empty());
+                let key = cfg
+                    .repokey
+                    .as_ref()
+                    .filter(|k| !k.expose().trim().is_empty());
                 let Some(key) = key else {
                     return Err(RepoError::Url {
                         url: url.to_string(),
@@ -123,7 +126,12 @@ impl OrbRepo {
             .recursive(true)
             .mode(0o700)
             .create(&cache_dir)
-            .map_err(|e| RepoError::io(format!("cannot create cache dir {}", cache_dir.display()), e))?;
+            .map_err(|e| {
+                RepoError::io(
+                    format!("cannot create cache dir {}", cache_dir.display()),
+                    e,
+                )
+            })?;
         let orb_id = cfg.orb_id();
         let clone_dir = cache_dir.join(&orb_id);
         let lock_path = cache_dir.join(format!("{orb_id}.lock"));
@@ -197,7 +205,11 @@ impl OrbRepo {
     /// `refs/orbiter/access-check/<random>` and deletes it again. Branches are not touched.
     pub fn check_access(&mut self) -> Result<(), RepoError> {
         let _lock = FileLock::acquire(&self.lock_path)?;
-        self.git.call("ls-remote").arg(&self.remote).arg("HEAD").run()?;
+        self.git
+            .call("ls-remote")
+            .arg(&self.remote)
+            .arg("HEAD")
+            .run()?;
         self.fetch_locked()?;
         let commit = match &self.head {
             Some(h) => h.clone(),
@@ -212,7 +224,10 @@ impl OrbRepo {
                 self.commit_tree(&tree, None, "orbiter access check")?
             }
         };
-        let check_ref = format!("refs/orbiter/access-check/{:016x}", crate::update::random_u64());
+        let check_ref = format!(
+            "refs/orbiter/access-check/{:016x}",
+            crate::update::random_u64()
+        );
         let pushed = self
             .git
             .call("push")
@@ -340,7 +355,12 @@ fn init_clone(
     let tmp = tempfile::Builder::new()
         .prefix(".init-")
         .tempdir_in(cache_dir)
-        .map_err(|e| RepoError::io(format!("cannot create a temp dir in {}", cache_dir.display()), e))?;
+        .map_err(|e| {
+            RepoError::io(
+                format!("cannot create a temp dir in {}", cache_dir.display()),
+                e,
+            )
+        })?;
     let git = Git::new(tmp.path().to_owned(), env.to_vec(), Vec::new(), None);
     git.call("init").args(["--bare", "--quiet"]).run()?;
     let tmp = tmp.keep();

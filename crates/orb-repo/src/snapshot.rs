@@ -42,7 +42,12 @@ impl Snapshot<'_> {
                 reason: format!("it is a {} in the repository, not a file", entry.kind),
             });
         }
-        let out = self.git.call("cat-file").arg("blob").arg(&entry.sha).run()?;
+        let out = self
+            .git
+            .call("cat-file")
+            .arg("blob")
+            .arg(&entry.sha)
+            .run()?;
         Ok(Some(out.stdout))
     }
 

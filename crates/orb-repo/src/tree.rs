@@ -159,7 +159,12 @@ mod tests {
 
     #[test]
     fn path_rules() {
-        for ok in ["orbiter.yml", "caos-internal/orbiter/current.yml", ".gitignore", "a b"] {
+        for ok in [
+            "orbiter.yml",
+            "caos-internal/orbiter/current.yml",
+            ".gitignore",
+            "a b",
+        ] {
             validate_path(ok).unwrap();
         }
         for (bad, why) in [
@@ -174,13 +179,16 @@ mod tests {
             ("a\nb", "control"),
         ] {
             let err = validate_path(bad).unwrap_err().to_string();
-            assert!(err.contains(why) && err.contains(&format!("{bad:?}")), "{bad:?}: {err}");
+            assert!(
+                err.contains(why) && err.contains(&format!("{bad:?}")),
+                "{bad:?}: {err}"
+            );
         }
     }
 
     #[test]
     fn ls_tree_parsing() {
-        let out = b"100644 blob aaaa\tx y.yml\0100755 blob bbbb\tbin/run\0";
+        let out = b"100644 blob aaaa\tx y.yml\x00100755 blob bbbb\tbin/run\x00";
         let e = parse_ls_tree(out).unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].path, "x y.yml");
@@ -203,30 +211,46 @@ mod tests {
         let entries = [entry("a", "1111"), exec];
         let info = plan(
             &entries,
-            &[change("a", None), change("run", Some("4444")), change("n/x", Some("5555"))],
+            &[
+                change("a", None),
+                change("run", Some("4444")),
+                change("n/x", Some("5555")),
+            ],
         )
         .unwrap()
         .unwrap();
         let info = String::from_utf8(info).unwrap();
         assert_eq!(
             info,
-            format!("0 {NULL_SHA}\ta\0100644 5555\tn/x\0100755 4444\trun\0")
+            format!("0 {NULL_SHA}\ta\x00100644 5555\tn/x\x00100755 4444\trun\x00")
         );
         // Later change to the same path wins.
-        let info = plan(&entries, &[change("a", Some("9")), change("a", Some("1111"))]).unwrap();
+        let info = plan(
+            &entries,
+            &[change("a", Some("9")), change("a", Some("1111"))],
+        )
+        .unwrap();
         assert_eq!(info, None);
     }
 
     #[test]
     fn file_directory_conflicts_are_refused() {
         let entries = [entry("a", "1111"), entry("d/b", "2222")];
-        let err = plan(&entries, &[change("a/x", Some("3"))]).unwrap_err().to_string();
+        let err = plan(&entries, &[change("a/x", Some("3"))])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("parent \"a\" is a file"), "{err}");
-        let err = plan(&entries, &[change("d", Some("3"))]).unwrap_err().to_string();
+        let err = plan(&entries, &[change("d", Some("3"))])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is a directory"), "{err}");
-        let err = plan(&entries, &[change("d", None)]).unwrap_err().to_string();
+        let err = plan(&entries, &[change("d", None)])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is a directory"), "{err}");
         // Replacing the directory's only file by a file of the same name is fine.
-        plan(&entries, &[change("d/b", None), change("d", Some("3"))]).unwrap().unwrap();
+        plan(&entries, &[change("d/b", None), change("d", Some("3"))])
+            .unwrap()
+            .unwrap();
     }
 }

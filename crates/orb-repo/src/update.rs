@@ -153,11 +153,8 @@ impl OrbRepo {
         });
         match status {
             Some((flag, _)) if flag != "!" && out.status.success() => Ok(Pushed::Yes),
-            // A local (file://) receiver reports a lost ref-lock race as "failed to update ref"
-            // and says why only on stderr.
             Some((flag, summary))
-                if flag == "!"
-                    && (is_race(&summary) || is_race(&String::from_utf8_lossy(&out.stderr))) =>
+                if flag == "!" && is_race(&summary, &String::from_utf8_lossy(&out.stderr)) =>
             {
                 Ok(Pushed::LostRace)
             }
@@ -166,17 +163,20 @@ impl OrbRepo {
     }
 }
 
-/// Rejections that mean "someone else pushed first" (locally or in the server's ref lock).
-fn is_race(summary: &str) -> bool {
-    [
-        "non-fast-forward",
-        "fetch first",
+/// Rejections that mean "someone else pushed first": seen by our side in the ref
+/// advertisement, or by the receiving side while locking the ref (then the summary only
+/// says "failed to update ref" and the reason arrives on stderr).
+fn is_race(summary: &str, stderr: &str) -> bool {
+    const CLIENT_SIDE: &[&str] = &["non-fast-forward", "fetch first", "stale info"];
+    const SERVER_SIDE: &[&str] = &[
         "cannot lock ref",
-        "stale info",
         "incorrect old value",
-    ]
-    .iter()
-    .any(|s| summary.contains(s))
+        "reference already exists",
+    ];
+    CLIENT_SIDE.iter().any(|s| summary.contains(s))
+        || SERVER_SIDE
+            .iter()
+            .any(|s| summary.contains(s) || stderr.contains(s))
 }
 
 /// `BACKOFF_BASE · 2^(attempt-1)`, capped, times a random factor in [0.5, 1.5) so racing
@@ -229,11 +229,23 @@ mod tests {
 
     #[test]
     fn race_detection() {
-        assert!(is_race("[rejected] (fetch first)"));
-        assert!(is_race("[rejected] (non-fast-forward)"));
+        assert!(is_race("[rejected] (fetch first)", ""));
+        assert!(is_race("[rejected] (non-fast-forward)", ""));
         assert!(is_race(
-            "[remote rejected] (cannot lock ref 'refs/heads/main': is at a but expected b)"
+            "[remote rejected] (failed to update ref)",
+            "remote: error: cannot lock ref 'refs/heads/main': is at a but expected b"
         ));
-        assert!(!is_race("[remote rejected] (pre-receive hook declined)"));
+        assert!(is_race(
+            "[remote rejected] (failed to update ref)",
+            "error: cannot lock ref 'refs/heads/main': reference already exists"
+        ));
+        assert!(!is_race(
+            "[remote rejected] (pre-receive hook declined)",
+            "remote: no"
+        ));
+        assert!(!is_race(
+            "[remote rejected] (failed to update ref)",
+            "No space left"
+        ));
     }
 }

@@ -69,7 +69,9 @@ pub fn parse(url: &str) -> Result<RepoUrl, RepoError> {
         } else if let Some(p) = rest.strip_prefix("localhost") {
             p
         } else {
-            return Err(fail("file:// URLs must name a local absolute path (file:///path)"));
+            return Err(fail(
+                "file:// URLs must name a local absolute path (file:///path)",
+            ));
         };
         if path.len() < 2 {
             return Err(fail("the path is missing"));
@@ -170,7 +172,10 @@ impl RepoUrl {
         let RepoUrl::Https(_) = self else { return None };
         let git = self.git_url();
         let rest = &git["https://".len()..];
-        Some(format!("https://{}/", rest.split('/').next().unwrap_or_default()))
+        Some(format!(
+            "https://{}/",
+            rest.split('/').next().unwrap_or_default()
+        ))
     }
 
     /// The user name in an https URL (without token), if any.
@@ -200,7 +205,8 @@ impl fmt::Debug for RepoUrl {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn split_https_userinfo(authority: &str) -> (Option<&str>, &str) {
@@ -227,7 +233,9 @@ fn split_user(authority: &str) -> Result<(Option<String>, &str), String> {
         .chars()
         .any(|c| c.is_whitespace() || "@/\\'\"`$;&|<>".contains(c))
     {
-        return Err(format!("the user name {user:?} contains characters ssh cannot take"));
+        return Err(format!(
+            "the user name {user:?} contains characters ssh cannot take"
+        ));
     }
     Ok((Some(user.to_owned()), host))
 }
@@ -272,7 +280,9 @@ fn check_host(host: &str) -> Result<(), String> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || ".-_:%".contains(c))
     {
-        return Err(format!("the host {host:?} contains characters a host name cannot have"));
+        return Err(format!(
+            "the host {host:?} contains characters a host name cannot have"
+        ));
     }
     Ok(())
 }
@@ -308,10 +318,7 @@ mod tests {
             parse("ssh://h/~/orb.git").unwrap(),
             ssh(None, "h", None, "orb.git")
         );
-        assert_eq!(
-            parse("git+ssh://h/r").unwrap(),
-            ssh(None, "h", None, "/r")
-        );
+        assert_eq!(parse("git+ssh://h/r").unwrap(), ssh(None, "h", None, "/r"));
     }
 
     #[test]

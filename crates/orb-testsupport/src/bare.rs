@@ -21,7 +21,11 @@ pub fn bare_repo() -> BareRepo {
         .tempdir()
         .expect("create temp dir for bare repository");
     let path = dir.path().join("orb.git");
-    checked(clean("git").args(["init", "--quiet", "--bare", "-b", "main"]).arg(&path));
+    checked(
+        clean("git")
+            .args(["init", "--quiet", "--bare", "-b", "main"])
+            .arg(&path),
+    );
     BareRepo { dir, path }
 }
 

@@ -83,7 +83,12 @@ impl Sshd {
 
     /// `ssh://root@127.0.0.1:PORT/abs/path` for a repository on this machine.
     pub fn url(&self, repo: &Path) -> String {
-        format!("ssh://{}@127.0.0.1:{}{}", user_name(), self.port, repo.display())
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            user_name(),
+            self.port,
+            repo.display()
+        )
     }
 
     /// `SHA256:…` fingerprint of the current host key.
