@@ -441,3 +441,28 @@ fn generated_key_logs_in_once_authorized() {
         .unwrap();
     assert_eq!(out.stdout, b"ok\n");
 }
+
+#[test]
+fn connection_lost_mid_command_is_unreachable_not_a_command_status() {
+    let m = machine();
+    let pool = SshPool::new().unwrap();
+    let conn = connection_pid(&pool, &m);
+    let started = Instant::now();
+    let result = std::thread::scope(|s| {
+        let h = s.spawn(|| pool.exec(&m.target, &m.pinned, &m.private, "sleep 30", None));
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: plain kill(2) of the sshd process serving our connection (a test child).
+        unsafe { libc::kill(conn as i32, libc::SIGKILL) };
+        h.join().unwrap()
+    });
+    assert!(started.elapsed() < Duration::from_secs(20));
+    match result {
+        Err(SshError::Unreachable { target, reason }) => {
+            assert_eq!(target, "lab.m1");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    // The next command reconnects.
+    assert_ne!(connection_pid(&pool, &m), conn);
+}

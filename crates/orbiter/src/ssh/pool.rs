@@ -83,10 +83,20 @@ impl SshPool {
             .arg(cmd);
         let out = capture(&mut ssh, stdin, None)?.expect("no deadline without a timeout");
         let status = exit_code("ssh", out.status)?;
-        if status == 255
-            && let Some(problem) = diagnose(&String::from_utf8_lossy(&out.stderr))
-        {
-            return Err(to_error(t, pinned, problem));
+        if status == 255 {
+            if let Some(problem) = diagnose(&String::from_utf8_lossy(&out.stderr)) {
+                return Err(to_error(t, pinned, problem));
+            }
+            // A multiplexed command whose connection dies ends with 255 and no message; the
+            // master's exit tells that apart from a command that chose 255 itself.
+            if master_lost(&conn) {
+                return Err(SshError::Unreachable {
+                    target: t.id.clone(),
+                    reason: "the connection was lost while the command ran (machine down, \
+                             rebooted or network cut); the command may or may not have finished"
+                        .to_owned(),
+                });
+            }
         }
         Ok(ExecOutput {
             status,
@@ -298,6 +308,18 @@ fn opt(name: &str, path: &std::path::Path) -> OsString {
 /// A master answers on its socket; a dead one leaves a socket that refuses connections.
 fn master_alive(conn: &Conn) -> bool {
     UnixStream::connect(&conn.control).is_ok()
+}
+
+/// Whether the master goes away within a moment (it unlinks its socket shortly after it
+/// dropped its clients, and a socket still listening accepts connections until then).
+fn master_lost(conn: &Conn) -> bool {
+    for _ in 0..10 {
+        if !master_alive(conn) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// `ssh -O exit`: the master closes the connection and removes its socket.
