@@ -104,6 +104,9 @@ pub fn parse(url: &str) -> Result<RepoUrl, RepoError> {
         if path.is_empty() {
             return Err(fail("the repository path after ':' is missing"));
         }
+        if path.starts_with('-') {
+            return Err(fail("a repository path may not start with '-'"));
+        }
         let (user, host) = split_user(authority).map_err(|r| fail(&r))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         check_host(host).map_err(|r| fail(&r))?;
@@ -136,14 +139,12 @@ impl RepoUrl {
                 } else {
                     host.clone()
                 };
-                let path = if path.starts_with('/') {
-                    path.clone()
-                } else {
-                    format!("/~/{path}")
-                };
-                match port {
-                    Some(p) => format!("ssh://{user}{host}:{p}{path}"),
-                    None => format!("ssh://{user}{host}{path}"),
+                match (port, path.starts_with('/')) {
+                    (Some(p), true) => format!("ssh://{user}{host}:{p}{path}"),
+                    (None, true) => format!("ssh://{user}{host}{path}"),
+                    // Home-relative: scp-like form, exactly what people type for git.
+                    (None, false) => format!("{user}{host}:{path}"),
+                    (Some(p), false) => format!("ssh://{user}{host}:{p}/~/{path}"),
                 }
             }
             RepoUrl::File(p) => p.display().to_string(),
@@ -374,7 +375,11 @@ mod tests {
         }
         assert_eq!(
             parse("git@github.com:me/o.git").unwrap().git_url(),
-            "ssh://git@github.com/~/me/o.git"
+            "git@github.com:me/o.git"
+        );
+        assert_eq!(
+            parse("ssh://u@h:2222/~/o.git").unwrap().git_url(),
+            "ssh://u@h:2222/~/o.git"
         );
     }
 
@@ -393,6 +398,7 @@ mod tests {
             ("git://h/r", "git:// transport"),
             ("file://other/r", "local absolute path"),
             ("host:", "path after ':' is missing"),
+            ("host:-x", "may not start with '-'"),
             ("ssh://h o/r", "contains characters"),
             ("https:///r", "host is missing"),
         ];
