@@ -47,6 +47,25 @@ pub enum Command {
     Validate { file: Option<PathBuf> },
     /// Convert an orbos orbiter.yml (old secret format) into this Orb's orbiter.yml
     ImportOrbos(ImportArgs),
+    /// What Orbiter would do now: observe every machine, print the plan, change nothing
+    Plan {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Bring the Orb up from here, then hand over to an Orbiter daemon (on this host for Local providers)
+    Takeoff(TakeoffArgs),
+    /// Remove what Orbiter installed, destroy Local machines, commit that the Orb was destroyed
+    Teardown {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The Orbiter daemon
+    #[command(subcommand)]
+    Orbiter(OrbiterCommand),
+    /// Machines of the Orb
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Debian machines on this host (systemd-nspawn), for trying things and for the Local provider
     #[command(subcommand)]
     Local(orb_machines::cli::LocalCommand),
@@ -124,4 +143,64 @@ pub struct ImportArgs {
     /// Only print the converted orbiter.yml (secrets re-encrypted), do not commit it
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Address for /metrics and /healthz
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    pub listen: std::net::SocketAddr,
+    /// Seconds between iterations (each starts with a fetch of the repository)
+    #[arg(long, default_value_t = 5)]
+    pub interval: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct TakeoffArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// Give up when the Orb has not converged after this many seconds
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
+    /// Converge, but do not start the Orbiter daemon afterwards
+    #[arg(long)]
+    pub no_handover: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrbiterCommand {
+    /// Reconcile forever (what takeoff starts)
+    Run(DaemonArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Every machine with its state as last committed by Orbiter
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Run a command on a machine (a login shell without one), with the Orb's maintenance key
+    Exec {
+        /// `<provider>.<machine>`
+        id: String,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Reboot machines, one per pool at a time (sets rebootrequired in orbiter.yml)
+    Reboot {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Replace machines by fresh ones (sets replacementrequired in orbiter.yml)
+    Replace {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }

@@ -3,10 +3,12 @@
 mod configure;
 mod file;
 mod import_orbos;
+mod node;
+mod orbiter;
 mod secrets;
 mod validate;
 
-use crate::args::{Cli, Command, FileCommand, SecretsCommand};
+use crate::args::{Cli, Command, FileCommand, NodeCommand, OrbiterCommand, SecretsCommand};
 use anyhow::Result;
 use orb_repo::{FileChange, OrbRepo, RepoError, Snapshot, UpdateOutcome};
 
@@ -27,6 +29,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::File(FileCommand::Remove { paths }) => file::remove(g, &paths),
         Command::Validate { file } => validate::run(g, file.as_deref()),
         Command::ImportOrbos(a) => import_orbos::run(g, a),
+        Command::Plan { output } => orbiter::plan(g, output),
+        Command::Takeoff(a) => orbiter::takeoff(g, a),
+        Command::Teardown { yes } => orbiter::teardown(g, yes),
+        Command::Orbiter(OrbiterCommand::Run(a)) => orbiter::run(g, a),
+        Command::Node(NodeCommand::List { output }) => node::list(g, output),
+        Command::Node(NodeCommand::Exec { id, command }) => node::exec(g, &id, &command),
+        Command::Node(NodeCommand::Reboot { ids }) => node::flag(g, &ids, true),
+        Command::Node(NodeCommand::Replace { ids }) => node::flag(g, &ids, false),
         Command::Local(c) => orb_machines::cli::run(c),
     }
 }

@@ -1,0 +1,204 @@
+//! `orbctl plan`, `takeoff`, `teardown`, `orbiter run`: the reconciler driven from the CLI.
+
+use crate::args::{DaemonArgs, Global, Output, TakeoffArgs};
+use crate::context::{Ctx, interactive};
+use crate::picker::ask;
+use anyhow::{Context as _, Result, bail};
+use orb_model::ProviderSpec;
+use orbiter::agent_binary::AgentBinary;
+use orbiter::daemon::{DaemonOptions, run as run_daemon};
+use orbiter::engine::Engine;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn log(line: &str) {
+    eprintln!("{line}");
+}
+
+fn engine(g: &Global) -> Result<(Engine, PathBuf, String)> {
+    let ctx = Ctx::open(g)?;
+    let masterkey = ctx.masterkey()?;
+    let orb_id = ctx.config.orb_id();
+    let engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, log)?;
+    Ok((engine, ctx.config_path, orb_id))
+}
+
+pub fn plan(g: &Global, output: Output) -> Result<()> {
+    let (mut engine, _, _) = engine(g)?;
+    let loaded = engine.load()?;
+    let observed = engine.observe(&loaded);
+    let plan = engine.plan(&loaded, &observed);
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    if let Some(e) = &loaded.desired_error {
+        println!("orbiter.yml is invalid (nothing would be applied from it):\n{e}\n");
+    }
+    if plan.steps.is_empty() {
+        println!("nothing to do: every machine matches orbiter.yml");
+    } else {
+        println!("Orbiter would:");
+        for s in &plan.steps {
+            let mark = if s.destructive { "-" } else { "+" };
+            println!(
+                "  {mark} {}\n      because {}",
+                s.action.summary(),
+                s.reason
+            );
+        }
+        let destructive = plan.steps.iter().filter(|s| s.destructive).count();
+        println!("\n{} steps, {destructive} destructive", plan.steps.len());
+    }
+    for w in &plan.waiting {
+        println!("  waiting: {w}");
+    }
+    for (m, why) in &plan.blocked {
+        println!("  blocked: {m}: {why}");
+    }
+    Ok(())
+}
+
+pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
+    let (mut engine, config_path, orb_id) = engine(g)?;
+    let orb = engine.load()?.orb;
+    eprintln!("takeoff: converging the Orb");
+    orbiter::lifecycle::takeoff(&mut engine, Duration::from_secs(a.timeout))?;
+    if a.no_handover {
+        return Ok(());
+    }
+    let local = orb
+        .providers
+        .values()
+        .any(|n| matches!(n.spec, ProviderSpec::Local(_)));
+    if !local {
+        bail!(
+            "handing over to an Orbiter inside the Orb needs a Local provider in this version; the Orb converged — keep it reconciled with `orbctl orbiter run` or re-run with --no-handover"
+        );
+    }
+    let pid = start_daemon(&config_path, &orb_id, &a.daemon)?;
+    eprintln!(
+        "takeoff: done; the Orbiter daemon runs on this host (pid {pid}), metrics on http://{}/metrics",
+        a.daemon.listen
+    );
+    Ok(())
+}
+
+pub fn run(g: &Global, a: DaemonArgs) -> Result<()> {
+    let (engine, _, _) = engine(g)?;
+    run_daemon(
+        engine,
+        DaemonOptions {
+            listen: a.listen,
+            interval: Duration::from_secs(a.interval.max(1)),
+        },
+    )
+}
+
+pub fn teardown(g: &Global, yes: bool) -> Result<()> {
+    if !yes {
+        if !interactive() {
+            bail!(
+                "teardown destroys Local machines and removes what Orbiter installed; confirm with --yes"
+            );
+        }
+        if ask(
+            "Remove everything Orbiter installed and destroy Local machines? [y/N]",
+            &['y', 'n'],
+        )? != 'y'
+        {
+            bail!("aborted");
+        }
+    }
+    let (mut engine, config_path, orb_id) = engine(g)?;
+    stop_daemon(&config_path, &orb_id)?;
+    let problems = orbiter::lifecycle::teardown(&mut engine)?;
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    eprintln!("teardown: the Orb is destroyed (committed)");
+    Ok(())
+}
+
+fn pid_file(config_path: &Path, orb_id: &str) -> PathBuf {
+    config_path.with_file_name(format!("orbiter-{orb_id}.pid"))
+}
+
+/// Whether the process exists and is not a zombie (nobody may reap a detached daemon).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn running_pid(config_path: &Path, orb_id: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file(config_path, orb_id))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Starts `orbctl orbiter run` detached from this terminal, logging next to the config.
+fn start_daemon(config_path: &Path, orb_id: &str, d: &DaemonArgs) -> Result<i32> {
+    if let Some(pid) = running_pid(config_path, orb_id) {
+        eprintln!("takeoff: an Orbiter daemon already runs (pid {pid})");
+        return Ok(pid);
+    }
+    let log_path = config_path.with_file_name(format!("orbiter-{orb_id}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("-f")
+        .arg(config_path)
+        .args([
+            "orbiter",
+            "run",
+            "--listen",
+            &d.listen.to_string(),
+            "--interval",
+            &d.interval.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our session and terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("cannot start the Orbiter daemon")?;
+    let pid = child.id() as i32;
+    std::fs::write(pid_file(config_path, orb_id), format!("{pid}\n"))?;
+    eprintln!("takeoff: daemon log {}", log_path.display());
+    Ok(pid)
+}
+
+fn stop_daemon(config_path: &Path, orb_id: &str) -> Result<()> {
+    let Some(pid) = running_pid(config_path, orb_id) else {
+        return Ok(());
+    };
+    eprintln!("teardown: stopping the Orbiter daemon (pid {pid})");
+    // SAFETY: plain signal delivery to a pid we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in 0..600 {
+        if !alive(pid) {
+            let _ = std::fs::remove_file(pid_file(config_path, orb_id));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the Orbiter daemon (pid {pid}) did not stop within 60 s")
+}

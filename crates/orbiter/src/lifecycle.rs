@@ -1,0 +1,154 @@
+//! Takeoff (iterate until the Orb converged) and teardown (remove what Orbiter installed, destroy
+//! Local machines, commit that the Orb was destroyed).
+
+use crate::engine::{Engine, update};
+use crate::observe::{as_root, target};
+use crate::observed::Reach;
+use crate::state::{self, OrbCurrent};
+use anyhow::{Result, bail};
+use orb_repo::FileChange;
+use std::time::{Duration, Instant};
+
+/// Iterates until converged (every machine reports its desired generation in sync, nothing
+/// waits) or `timeout`. A destroyed Orb is brought back first.
+pub fn takeoff(engine: &mut Engine, timeout: Duration) -> Result<()> {
+    update(&mut engine.repo, "Takeoff\n\nby orbctl takeoff", |snap| {
+        let Some(text) = snap.read(state::CURRENT)? else {
+            return Ok(Vec::new());
+        };
+        let mut current: OrbCurrent =
+            state::parse(&String::from_utf8_lossy(&text), state::CURRENT)?;
+        if !current.destroyed {
+            return Ok(Vec::new());
+        }
+        current.destroyed = false;
+        Ok(vec![FileChange::write(
+            state::CURRENT,
+            state::render(&current),
+        )])
+    })?;
+    let started = Instant::now();
+    let mut last_waiting = Vec::new();
+    loop {
+        let r = engine.iterate(true)?;
+        for s in &r.applied {
+            (engine.log)(&format!("  done: {s}"));
+        }
+        for s in &r.failed {
+            (engine.log)(&format!("  FAILED: {s}"));
+        }
+        if r.plan.waiting != last_waiting {
+            for w in &r.plan.waiting {
+                (engine.log)(&format!("  waiting: {w}"));
+            }
+            last_waiting = r.plan.waiting.clone();
+        }
+        for (m, why) in &r.plan.blocked {
+            (engine.log)(&format!("  blocked: {m}: {why}"));
+        }
+        if r.converged {
+            (engine.log)(&format!(
+                "converged after {:.0}s",
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "not converged after {:?}; `orbctl node list` shows what each machine reports",
+                timeout
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Removes the agent and its state from every reachable machine, gives Static machines back to
+/// the person's bootstrap key, destroys Local machines, and commits `destroyed: true`.
+pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
+    let l = engine.load()?;
+    let observed = engine.observe(&l);
+    let mut problems = Vec::new();
+    for m in observed.machines() {
+        let key = &m.machine.key;
+        if !m.reach.logged_in() {
+            problems.push(format!(
+                "{key}: not reachable, left as it is ({:?})",
+                m.reach
+            ));
+            continue;
+        }
+        let t = target(&m.machine);
+        let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
+        let (Some(pinned), Some(login)) = (
+            l.recorded.pinned.get(key),
+            if m.reach == Reach::Bootstrap {
+                creds.bootstrap_private.as_deref()
+            } else {
+                creds.maintenance_private.as_deref()
+            },
+        ) else {
+            continue;
+        };
+        let out = engine.ssh.exec(
+            &t,
+            pinned,
+            login,
+            &as_root(&t.user, &node_agent::uninstall_script()),
+            None,
+        );
+        match out {
+            Ok(o) if o.success() => (engine.log)(&format!("{key}: node-agent removed")),
+            Ok(o) => problems.push(format!(
+                "{key}: uninstall failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => problems.push(format!("{key}: {e}")),
+        }
+        if let (Some(bootstrap), Some(maint)) = (
+            creds.bootstrap_public.as_deref(),
+            creds.maintenance_public.as_deref(),
+        ) {
+            let blob = |l: &str| l.split_whitespace().nth(1).unwrap_or(l).to_owned();
+            let cmd = format!(
+                "f=~/.ssh/authorized_keys; (grep -qF {b} $f || echo {bl} >> $f) && grep -vF {mk} $f > $f.new; mv $f.new $f",
+                b = crate::ssh::quote(&blob(bootstrap)),
+                bl = crate::ssh::quote(bootstrap.trim()),
+                mk = crate::ssh::quote(&blob(maint))
+            );
+            match engine.ssh.exec(&t, pinned, login, &cmd, None) {
+                Ok(o) if o.success() => (engine.log)(&format!(
+                    "{key}: bootstrap key restored, maintenance key removed"
+                )),
+                Ok(o) => problems.push(format!(
+                    "{key}: restoring the bootstrap key failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => problems.push(format!("{key}: {e}")),
+            }
+        }
+        engine.ssh.close(&t);
+    }
+    for (pid, p) in &l.providers {
+        if let Err(e) = p.teardown() {
+            problems.push(format!("provider {pid}: {e:#}"));
+        }
+    }
+    update(
+        &mut engine.repo,
+        "Orb destroyed\n\nby orbctl teardown",
+        |snap| {
+            let mut changes = Vec::new();
+            for path in snap.list()? {
+                if path.starts_with("orbiter/") && path != state::CURRENT {
+                    changes.push(FileChange::delete(path));
+                }
+            }
+            let mut current = OrbCurrent::new();
+            current.destroyed = true;
+            changes.push(FileChange::write(state::CURRENT, state::render(&current)));
+            Ok(changes)
+        },
+    )?;
+    Ok(problems)
+}

@@ -1,0 +1,62 @@
+//! Machines as Orbiter sees them, whatever the provider.
+
+use orb_model::Id;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// `<provider>.<machine>`: unique within an Orb, used in repository paths and commands.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct MachineKey {
+    pub provider: Id,
+    pub machine: Id,
+}
+
+impl MachineKey {
+    pub fn new(provider: &Id, machine: &Id) -> Self {
+        MachineKey {
+            provider: provider.clone(),
+            machine: machine.clone(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<MachineKey, String> {
+        let (p, m) = s
+            .split_once('.')
+            .ok_or_else(|| format!("`{s}` is not a machine id; write `<provider>.<machine>` as `orbctl node list` shows"))?;
+        Ok(MachineKey {
+            provider: Id::parse(p)?,
+            machine: Id::parse(m)?,
+        })
+    }
+}
+
+impl fmt::Display for MachineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.provider, self.machine)
+    }
+}
+
+impl From<MachineKey> for String {
+    fn from(k: MachineKey) -> String {
+        k.to_string()
+    }
+}
+
+impl TryFrom<String> for MachineKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        MachineKey::parse(&s)
+    }
+}
+
+/// A machine that exists (listed by a Static provider, or running under a Local one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MachineRef {
+    pub key: MachineKey,
+    pub pool: Id,
+    pub hostname: String,
+    pub ip: IpAddr,
+    pub user: String,
+}

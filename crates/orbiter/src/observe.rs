@@ -1,0 +1,189 @@
+//! Observation: ask every provider which machines exist, then every machine (concurrently,
+//! bounded) how it answers, which agent it runs and what its node files say. One SSH command
+//! per machine gathers everything.
+
+use crate::credentials::Credentials;
+use crate::machine::MachineRef;
+use crate::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
+use crate::provider::Provider;
+use crate::ssh::{HostKey, SshError, SshPool, Target, scan_host_key};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use node_agent::current::Current;
+use orb_model::Id;
+use std::collections::BTreeMap;
+
+/// How many machines are talked to at once.
+pub const PARALLEL: usize = 8;
+
+const GATHER: &str = r#"b=/usr/local/bin/node-agent
+if [ -x "$b" ]; then echo "agent=$("$b" --version 2>/dev/null)"; echo "sha=$(sha256sum "$b" | cut -d' ' -f1)"; fi
+echo "active=$(systemctl is-active node-agent.service 2>/dev/null)"
+for f in desired:/etc/node-agent/desired.yml current:/var/lib/node-agent/current.yml; do
+  [ -f "${f#*:}" ] && echo "${f%%:*}=$(base64 -w0 "${f#*:}")"
+done
+true"#;
+
+pub fn target(m: &MachineRef) -> Target {
+    Target {
+        id: m.key.to_string(),
+        host: m.ip,
+        port: 22,
+        user: m.user.clone(),
+    }
+}
+
+/// `sh -c SCRIPT` as root: through `sudo -n` unless the user is root.
+pub fn as_root(user: &str, script: &str) -> String {
+    let q = crate::ssh::quote(script);
+    if user == "root" {
+        format!("sh -c {q}")
+    } else {
+        format!("sudo -n sh -c {q}")
+    }
+}
+
+pub fn observe(
+    providers: &BTreeMap<Id, Box<dyn Provider>>,
+    pinned: &BTreeMap<crate::machine::MachineKey, HostKey>,
+    creds: &BTreeMap<Id, Credentials>,
+    ssh: &SshPool,
+) -> Observed {
+    let mut observed = Observed::default();
+    for (pid, p) in providers {
+        let po = match p.machines() {
+            Ok(ms) => {
+                let none = Credentials::default();
+                let c = creds.get(pid).unwrap_or(&none);
+                ProviderObserved {
+                    machines: parallel(&ms, |m| observe_machine(m, pinned.get(&m.key), c, ssh)),
+                    error: None,
+                }
+            }
+            Err(e) => ProviderObserved {
+                machines: Vec::new(),
+                error: Some(format!("{e:#}")),
+            },
+        };
+        observed.providers.insert(pid.clone(), po);
+    }
+    observed
+}
+
+/// Runs `f` on every item with at most [`PARALLEL`] threads, keeping the order.
+pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(PARALLEL) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|i| s.spawn(|| f(i))).collect();
+            out.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("observer thread panicked")),
+            );
+        });
+    }
+    out
+}
+
+pub fn observe_machine(
+    m: &MachineRef,
+    pinned: Option<&HostKey>,
+    creds: &Credentials,
+    ssh: &SshPool,
+) -> MachineObserved {
+    let t = target(m);
+    let mut obs = MachineObserved {
+        machine: m.clone(),
+        reach: Reach::Unreachable(String::new()),
+        agent: None,
+        desired_on_machine: None,
+        current: None,
+    };
+    let Some(pinned) = pinned else {
+        obs.reach = match scan_host_key(&t) {
+            Ok(k) => Reach::NotPinned(k),
+            Err(e) => Reach::Unreachable(e.to_string()),
+        };
+        return obs;
+    };
+    let mut reach = Reach::AuthFailed(format!(
+        "{}: no key of this Orb logs in as {}",
+        t.id, t.user
+    ));
+    let mut output = None;
+    for (key, how) in [
+        (creds.maintenance_private.as_deref(), Reach::Maintenance),
+        (creds.bootstrap_private.as_deref(), Reach::Bootstrap),
+    ] {
+        let Some(key) = key else { continue };
+        match ssh.exec(&t, pinned, key, &as_root(&t.user, GATHER), None) {
+            Ok(out) if out.success() => {
+                reach = how;
+                output = Some(out.stdout);
+                break;
+            }
+            Ok(out) => {
+                reach = Reach::Unreachable(format!(
+                    "{}: gathering state failed ({}): {}",
+                    t.id,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                break;
+            }
+            Err(SshError::AuthFailed { .. }) => continue,
+            Err(SshError::HostKeyMismatch {
+                expected, found, ..
+            }) => {
+                reach = Reach::HostKeyChanged { expected, found };
+                break;
+            }
+            Err(e) => {
+                reach = Reach::Unreachable(e.to_string());
+                break;
+            }
+        }
+    }
+    obs.reach = reach;
+    if let Some(out) = output {
+        let text = String::from_utf8_lossy(&out);
+        let mut agent = AgentObserved {
+            version: String::new(),
+            sha256: String::new(),
+            active: false,
+        };
+        let mut installed = false;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            match k {
+                "agent" => {
+                    installed = true;
+                    agent.version = v
+                        .trim()
+                        .strip_prefix("node-agent ")
+                        .unwrap_or(v.trim())
+                        .to_owned();
+                }
+                "sha" => agent.sha256 = v.trim().to_owned(),
+                "active" => agent.active = v.trim() == "active",
+                "desired" => obs.desired_on_machine = decode(v),
+                "current" => {
+                    obs.current = decode(v).and_then(|t| serde_saphyr::from_str::<Current>(&t).ok())
+                }
+                _ => {}
+            }
+        }
+        obs.agent = installed.then_some(agent);
+    }
+    obs
+}
+
+fn decode(v: &str) -> Option<String> {
+    STANDARD
+        .decode(v.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+}
