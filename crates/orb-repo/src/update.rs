@@ -27,7 +27,8 @@ impl OrbRepo {
     /// merged), retrying with jittered exponential backoff up to `max_push_attempts`, then
     /// [`RepoError::PushRace`]. Never force-pushes. Works without a work tree (plumbing on a
     /// temporary index). The first commit into an empty repository creates `main`.
-    /// Other processes using the same clone wait on its lock until this returns.
+    /// Other processes using the same clone wait on its lock until this returns, so `derive`
+    /// must not itself use an `OrbRepo` on the same cache directory.
     pub fn update<F>(&mut self, message: &str, mut derive: F) -> Result<UpdateOutcome, RepoError>
     where
         F: FnMut(
