@@ -68,7 +68,11 @@ fn sh_ok(m: &Machine, cmd: &str) -> String {
 
 fn status(m: &Machine) -> Option<Value> {
     let (ok, out) = sh(m, "node-agent status -o json 2>/dev/null");
-    if ok { serde_json::from_str(&out).ok() } else { None }
+    if ok {
+        serde_json::from_str(&out).ok()
+    } else {
+        None
+    }
 }
 
 fn wait_status(m: &Machine, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
@@ -83,11 +87,19 @@ fn wait_status(m: &Machine, what: &str, limit: Duration, pred: impl Fn(&Value) -
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("timed out after {limit:?} waiting for {what}; last status: {}", serde_json::to_string_pretty(&last).unwrap());
+    panic!(
+        "timed out after {limit:?} waiting for {what}; last status: {}",
+        serde_json::to_string_pretty(&last).unwrap()
+    );
 }
 
 fn item<'a>(s: &'a Value, id: &str) -> &'a Value {
-    s["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("no item {id} in {s}"))
+    s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {s}"))
 }
 
 fn ready_at(s: &Value, generation: u64) -> bool {
@@ -95,7 +107,19 @@ fn ready_at(s: &Value, generation: u64) -> bool {
 }
 
 fn port_open_from(client: &Machine, ip: std::net::Ipv4Addr, port: u16) -> bool {
-    sh(client, &format!("timeout 3 bash -c '</dev/tcp/{ip}/{port}'")).0
+    sh(
+        client,
+        &format!("timeout 3 bash -c '</dev/tcp/{ip}/{port}'"),
+    )
+    .0
+}
+
+fn make_proc_sys_net_writable(m: &Machine) {
+    let start = Instant::now();
+    while !sh(m, "mountpoint -q /proc/sys/net || { mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net; }").0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "cannot make /proc/sys/net writable in {}", m.id());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 struct Spec<'a> {
@@ -158,19 +182,39 @@ items:
 #[test]
 fn must_show_on_real_machines() {
     let t0 = Instant::now();
-    let host = Host::new().unwrap_or_else(|e| panic!("node-agent machine tests need root and the orb-machines host tools: {e}"));
+    let host = Host::new().unwrap_or_else(|e| {
+        panic!("node-agent machine tests need root and the orb-machines host tools: {e}")
+    });
     host.base_image().expect("base image");
     let name = format!("na-{}", std::process::id());
     let keydir = tempfile::tempdir().unwrap();
     let key = keydir.path().join("id");
-    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(&key).status().unwrap().success());
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let spec = GroupSpec { name: name.clone(), pubkey, net_admin: true };
-    let mut guard = Guard { host: host.clone(), name: name.clone(), group: None };
+    let spec = GroupSpec {
+        name: name.clone(),
+        pubkey,
+        net_admin: true,
+    };
+    let mut guard = Guard {
+        host: host.clone(),
+        name: name.clone(),
+        group: None,
+    };
     guard.group = Some(Group::up(&host, &spec).expect("group up"));
     let g = guard.group.as_ref().unwrap();
-    g.add_packages(Suite::Bookworm, &["etcd-server"]).expect("bookworm packages");
-    g.add_packages(Suite::Trixie, &["etcd-server"]).expect("trixie packages");
+    g.add_packages(Suite::Bookworm, &["etcd-server"])
+        .expect("bookworm packages");
+    g.add_packages(Suite::Trixie, &["etcd-server"])
+        .expect("trixie packages");
     let ms = g.create_machines(&["m1", "m2"]).expect("machines");
     let (m1, m2) = (&ms[0], &ms[1]);
     step(t0, "machines up");
@@ -179,28 +223,69 @@ fn must_show_on_real_machines() {
     let bin = std::fs::read(BIN).unwrap();
     let sha = sha256_hex(&bin);
     // A shorter drift interval for the test, as an ordinary systemd drop-in.
-    put(m1, "/etc/systemd/system/node-agent.service.d/10-e2e.conf", b"[Service]\nExecStart=\nExecStart=/usr/local/bin/node-agent run --drift-interval 3s\n");
+    put(
+        m1,
+        "/etc/systemd/system/node-agent.service.d/10-e2e.conf",
+        b"[Service]\nExecStart=\nExecStart=/usr/local/bin/node-agent run --drift-interval 3s\n",
+    );
     put(m1, node_agent::install::UPLOAD_PATH, &bin);
     let script = node_agent::install_script(&sha, node_agent::VERSION);
     let out = sh_ok(m1, &script);
-    assert!(out.contains("binary=installed unit=installed service=restarted"), "{out}");
+    assert!(
+        out.contains("binary=installed unit=installed service=restarted"),
+        "{out}"
+    );
     let out = sh_ok(m1, &script);
-    assert!(out.contains("binary=unchanged unit=unchanged service=running"), "second install must be a no-op: {out}");
-    assert_eq!(sh_ok(m1, "systemctl is-active node-agent.service").trim(), "active");
-    let s = wait_status(m1, "first report", Duration::from_secs(30), |s| s["desired_error"].as_str().is_some_and(|e| e.contains("does not exist")));
+    assert!(
+        out.contains("binary=unchanged unit=unchanged service=running"),
+        "second install must be a no-op: {out}"
+    );
+    assert_eq!(
+        sh_ok(m1, "systemctl is-active node-agent.service").trim(),
+        "active"
+    );
+    let s = wait_status(m1, "first report", Duration::from_secs(30), |s| {
+        s["desired_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not exist"))
+    });
     assert_eq!(s["generation"], Value::Null);
     step(t0, "agent installed (idempotent install verified)");
 
+    // nspawn leaves /proc/sys read-only unless it created the network namespace itself
+    // (--private-network); orb-machines hands it one by path. A machine owning its network
+    // namespace (like a VM) can set net.* keys: give m1 what --private-network would.
+    make_proc_sys_net_writable(m1);
+
     // A table of someone else's, which the agent must not touch.
-    sh_ok(m1, "nft add table inet someone_else && nft add chain inet someone_else c");
+    sh_ok(
+        m1,
+        "nft add table inet someone_else && nft add chain inet someone_else c",
+    );
 
     // --- Generation 1, and the agent killed in the middle of installing etcd-server.
-    let mut spec = Spec { generation: 1, etcd: ETCD_OLD, firewall: true, sshd_max_auth: "4", demo_conf: "one", extra: "" };
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
+    let mut spec = Spec {
+        generation: 1,
+        etcd: ETCD_OLD,
+        firewall: true,
+        sshd_max_auth: "4",
+        demo_conf: "one",
+        extra: "",
+    };
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
     let start = Instant::now();
     let mut killed = false;
     while start.elapsed() < Duration::from_secs(120) {
-        if sh(m1, "pgrep -x dpkg >/dev/null || pgrep -f 'apt-get .*install' >/dev/null").0 {
+        if sh(
+            m1,
+            "pgrep -x dpkg >/dev/null || pgrep -f 'apt-get .*install' >/dev/null",
+        )
+        .0
+        {
             std::thread::sleep(Duration::from_millis(200));
             sh_ok(m1, "systemctl kill --signal=SIGKILL node-agent.service");
             killed = true;
@@ -210,86 +295,219 @@ fn must_show_on_real_machines() {
     }
     assert!(killed, "never saw the package installation running");
     step(t0, "agent killed during the package installation");
-    let s = wait_status(m1, "convergence of generation 1 after the kill", Duration::from_secs(300), |s| ready_at(s, 1));
+    let s = wait_status(
+        m1,
+        "convergence of generation 1 after the kill",
+        Duration::from_secs(300),
+        |s| ready_at(s, 1),
+    );
     step(t0, "generation 1 converged after restart");
-    assert!(s["items"].as_array().unwrap().iter().all(|i| i["in_sync"] == true && i["last_error"].is_null()), "{s}");
-    assert_eq!(sh_ok(m1, "dpkg-query -W -f '${Version} ${Status}' etcd-server"), format!("{ETCD_OLD} hold ok installed"));
-    assert_eq!(item(&s, "package:etcd-server")["observed"], format!("{ETCD_OLD} (held)"));
-    assert_eq!(sh_ok(m1, "systemctl is-active etcd.service demo.service").split_whitespace().collect::<Vec<_>>(), ["active", "active"]);
-    assert_eq!(sh_ok(m1, "systemctl is-enabled demo.service").trim(), "enabled");
+    assert!(
+        s["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["in_sync"] == true && i["last_error"].is_null()),
+        "{s}"
+    );
+    assert_eq!(
+        sh_ok(m1, "dpkg-query -W -f '${Version} ${Status}' etcd-server"),
+        format!("{ETCD_OLD} hold ok installed")
+    );
+    assert_eq!(
+        item(&s, "package:etcd-server")["observed"],
+        format!("{ETCD_OLD} (held)")
+    );
+    assert_eq!(
+        sh_ok(m1, "systemctl is-active etcd.service demo.service")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["active", "active"]
+    );
+    assert_eq!(
+        sh_ok(m1, "systemctl is-enabled demo.service").trim(),
+        "enabled"
+    );
     assert!(sh_ok(m1, "systemctl show etcd.service -p LimitNOFILE").contains("LimitNOFILE=65536"));
     assert_eq!(sh_ok(m1, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
-    assert_eq!(sh_ok(m2, "cat /proc/sys/net/ipv4/ip_forward").trim(), "0", "per-namespace key: the other machine keeps its own value");
+    assert_eq!(
+        sh_ok(m2, "cat /proc/sys/net/ipv4/ip_forward").trim(),
+        "0",
+        "per-namespace key: the other machine keeps its own value"
+    );
     assert!(sh_ok(m1, "cat /etc/sysctl.d/90-node-agent.conf").contains("net.ipv4.ip_forward = 1"));
     assert!(sh_ok(m1, "cat /etc/modules-load.d/node-agent.conf").contains("\noverlay\n"));
     assert_eq!(item(&s, "kernelmodule:overlay")["observed"], "loaded");
     assert_eq!(item(&s, "swap")["observed"], "no active swap");
-    assert_eq!(sh_ok(m1, "hostname; cat /etc/hostname; getent hosts na-node-1 | awk '{print $1}'"), "na-node-1\nna-node-1\n127.0.1.1\n");
+    assert_eq!(
+        sh_ok(
+            m1,
+            "hostname; cat /etc/hostname; getent hosts na-node-1 | awk '{print $1}'"
+        ),
+        "na-node-1\nna-node-1\n127.0.1.1\n"
+    );
     assert!(sh_ok(m1, "sshd -T 2>/dev/null | grep -i '^maxauthtries'").contains("maxauthtries 4"));
-    assert_eq!(sh_ok(m1, "stat -c '%a %U' /etc/demo /etc/demo/demo.conf"), "750 root\n640 root\n");
+    assert_eq!(
+        sh_ok(m1, "stat -c '%a %U' /etc/demo /etc/demo/demo.conf"),
+        "750 root\n640 root\n"
+    );
     // Firewall, with real connections from the other machine: 2379 allowed, 2380 (listening) blocked.
-    assert!(sh_ok(m1, "ss -ltnH").contains(":2380"), "etcd must listen on 2380 for the blocked-port check");
-    assert!(port_open_from(m2, m1.ip(), 2379), "allowed port 2379 must connect");
-    assert!(!port_open_from(m2, m1.ip(), 2380), "port 2380 must be blocked");
+    assert!(
+        sh_ok(m1, "ss -ltnH").contains(":2380"),
+        "etcd must listen on 2380 for the blocked-port check"
+    );
+    assert!(
+        port_open_from(m2, m1.ip(), 2379),
+        "allowed port 2379 must connect"
+    );
+    assert!(
+        !port_open_from(m2, m1.ip(), 2380),
+        "port 2380 must be blocked"
+    );
     assert!(port_open_from(m2, m1.ip(), 22), "ssh must stay reachable");
-    assert!(sh_ok(m1, "nft list tables").contains("table inet someone_else"), "another table was touched");
+    assert!(
+        sh_ok(m1, "nft list tables").contains("table inet someone_else"),
+        "another table was touched"
+    );
     let ssh = m1.ssh(&key, "echo still-in").unwrap();
     assert!(String::from_utf8_lossy(&ssh.stdout).contains("still-in"));
-    step(t0, "generation 1 verified (packages, files, units, sysctl, module, hostname, sshd, firewall)");
+    step(
+        t0,
+        "generation 1 verified (packages, files, units, sysctl, module, hostname, sshd, firewall)",
+    );
 
     // --- Idempotence: the same state again (new generation number only) does nothing.
     spec.generation = 2;
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
-    let s = wait_status(m1, "generation 2", Duration::from_secs(30), |s| ready_at(s, 2) && s["last_pass"]["generation"] == 2);
-    assert_eq!(s["last_pass"]["actions"], Value::Array(vec![]), "second application acted: {s}");
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
+    let s = wait_status(m1, "generation 2", Duration::from_secs(30), |s| {
+        ready_at(s, 2) && s["last_pass"]["generation"] == 2
+    });
+    assert_eq!(
+        s["last_pass"]["actions"],
+        Value::Array(vec![]),
+        "second application acted: {s}"
+    );
     step(t0, "idempotent");
 
     // --- Drift: a managed file edited and a managed unit stopped by hand.
-    sh_ok(m1, "echo tampered > /etc/demo/demo.conf; systemctl stop demo.service");
+    sh_ok(
+        m1,
+        "echo tampered > /etc/demo/demo.conf; systemctl stop demo.service",
+    );
     let drift_start = Instant::now();
     let s = wait_status(m1, "drift correction", Duration::from_secs(20), |s| {
-        s["last_change"]["trigger"] == "drift" && s["ready"] == true && s["last_change"]["actions"].as_array().is_some_and(|a| a.len() >= 2)
+        s["last_change"]["trigger"] == "drift"
+            && s["ready"] == true
+            && s["last_change"]["actions"]
+                .as_array()
+                .is_some_and(|a| a.len() >= 2)
     });
-    assert!(drift_start.elapsed() < Duration::from_secs(10), "drift took {:?} with a 3 s interval", drift_start.elapsed());
+    assert!(
+        drift_start.elapsed() < Duration::from_secs(10),
+        "drift took {:?} with a 3 s interval",
+        drift_start.elapsed()
+    );
     let actions = s["last_change"]["actions"].to_string();
-    assert!(actions.contains("file:/etc/demo/demo.conf: write /etc/demo/demo.conf") && actions.contains("content differs"), "{actions}");
-    assert!(actions.contains("unit:demo.service: start demo.service: unit is inactive"), "{actions}");
+    assert!(
+        actions.contains("file:/etc/demo/demo.conf: write /etc/demo/demo.conf")
+            && actions.contains("content differs"),
+        "{actions}"
+    );
+    assert!(
+        actions.contains("unit:demo.service: start demo.service: unit is inactive"),
+        "{actions}"
+    );
     assert_eq!(sh_ok(m1, "cat /etc/demo/demo.conf"), "one\n");
-    assert_eq!(sh_ok(m1, "systemctl is-active demo.service").trim(), "active");
+    assert_eq!(
+        sh_ok(m1, "systemctl is-active demo.service").trim(),
+        "active"
+    );
     step(t0, "drift corrected and reported");
 
     // --- restart_on: changing a file restarts the unit that depends on it.
     let pid_before = sh_ok(m1, "systemctl show -p MainPID --value demo.service");
     spec.generation = 3;
     spec.demo_conf = "two";
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
-    let s = wait_status(m1, "generation 3", Duration::from_secs(30), |s| ready_at(s, 3));
-    assert!(s["last_change"]["actions"].to_string().contains("restart demo.service if running: a file in restart_on changed"), "{s}");
-    assert_ne!(sh_ok(m1, "systemctl show -p MainPID --value demo.service"), pid_before);
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
+    let s = wait_status(m1, "generation 3", Duration::from_secs(30), |s| {
+        ready_at(s, 3)
+    });
+    assert!(
+        s["last_change"]["actions"]
+            .to_string()
+            .contains("restart demo.service if running: a file in restart_on changed"),
+        "{s}"
+    );
+    assert_ne!(
+        sh_ok(m1, "systemctl show -p MainPID --value demo.service"),
+        pid_before
+    );
     step(t0, "restart_on verified");
 
     // --- A bad sshd setting is refused by `sshd -t`: previous drop-in kept, item reports it.
     spec.generation = 4;
     spec.sshd_max_auth = "lots";
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
-    let s = wait_status(m1, "sshd rejection", Duration::from_secs(30), |s| s["generation"] == 4 && !item(s, "sshd")["last_error"].is_null());
-    assert!(item(&s, "sshd")["last_error"].as_str().unwrap().contains("sshd rejected the new configuration (previous drop-in restored"), "{s}");
-    assert!(item(&s, "unit:demo.service")["in_sync"] == true, "other items unaffected");
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
+    let s = wait_status(m1, "sshd rejection", Duration::from_secs(30), |s| {
+        s["generation"] == 4 && !item(s, "sshd")["last_error"].is_null()
+    });
+    assert!(
+        item(&s, "sshd")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("sshd rejected the new configuration (previous drop-in restored"),
+        "{s}"
+    );
+    assert!(
+        item(&s, "unit:demo.service")["in_sync"] == true,
+        "other items unaffected"
+    );
     assert!(sh_ok(m1, "sshd -T 2>/dev/null | grep -i '^maxauthtries'").contains("maxauthtries 4"));
-    assert!(String::from_utf8_lossy(&m1.ssh(&key, "echo still-in").unwrap().stdout).contains("still-in"));
+    assert!(
+        String::from_utf8_lossy(&m1.ssh(&key, "echo still-in").unwrap().stdout)
+            .contains("still-in")
+    );
     step(t0, "bad sshd setting refused");
 
     // --- A failing item does not block the others; a malformed file keeps the last valid state.
     spec.generation = 5;
     spec.sshd_max_auth = "4";
     spec.extra = "  - kernelmodule: {name: node_agent_no_such_module}\n  - file: {path: /etc/demo/after-failure.conf, content: \"x\\n\"}\n";
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
-    let s = wait_status(m1, "generation 5", Duration::from_secs(30), |s| s["generation"] == 5 && item(s, "sshd")["in_sync"] == true);
-    assert!(!item(&s, "kernelmodule:node_agent_no_such_module")["last_error"].is_null(), "{s}");
-    assert_eq!(item(&s, "file:/etc/demo/after-failure.conf")["in_sync"], true);
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
+    let s = wait_status(m1, "generation 5", Duration::from_secs(30), |s| {
+        s["generation"] == 5 && item(s, "sshd")["in_sync"] == true
+    });
+    assert!(
+        !item(&s, "kernelmodule:node_agent_no_such_module")["last_error"].is_null(),
+        "{s}"
+    );
+    assert_eq!(
+        item(&s, "file:/etc/demo/after-failure.conf")["in_sync"],
+        true
+    );
     assert_eq!(s["ready"], false);
     put(m1, "/etc/node-agent/desired.yml", b"kind: NodeDesired\nversion: v1\ngeneration: 6\nchangesallowed: true\nitems:\n  - file: {path: /etc/x, content: x, colour: red}\n");
-    let s = wait_status(m1, "desired error", Duration::from_secs(30), |s| s["desired_error"].as_str().is_some_and(|e| e.contains("desired.yml:6:")));
+    let s = wait_status(m1, "desired error", Duration::from_secs(30), |s| {
+        s["desired_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("desired.yml:6:"))
+    });
     assert_eq!(s["generation"], 5, "the last valid state stays enforced");
     step(t0, "failure isolation and malformed input verified");
 
@@ -297,22 +515,48 @@ fn must_show_on_real_machines() {
     spec.generation = 7;
     spec.extra = "";
     spec.etcd = ETCD_NEW;
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
     let s = wait_status(m1, "upgrade", Duration::from_secs(300), |s| ready_at(s, 7));
-    assert_eq!(sh_ok(m1, "dpkg-query -W -f '${Version} ${Status}' etcd-server"), format!("{ETCD_NEW} hold ok installed"));
-    assert_eq!(item(&s, "package:etcd-server")["observed"], format!("{ETCD_NEW} (held)"));
-    assert_eq!(sh_ok(m1, "systemctl is-active etcd.service").trim(), "active");
-    assert_eq!(sh_ok(m1, "cat /etc/default/etcd").lines().next().unwrap(), "ETCD_LISTEN_CLIENT_URLS=\"http://0.0.0.0:2379\"", "conffile kept (--force-confold)");
+    assert_eq!(
+        sh_ok(m1, "dpkg-query -W -f '${Version} ${Status}' etcd-server"),
+        format!("{ETCD_NEW} hold ok installed")
+    );
+    assert_eq!(
+        item(&s, "package:etcd-server")["observed"],
+        format!("{ETCD_NEW} (held)")
+    );
+    assert_eq!(
+        sh_ok(m1, "systemctl is-active etcd.service").trim(),
+        "active"
+    );
+    assert_eq!(
+        sh_ok(m1, "cat /etc/default/etcd").lines().next().unwrap(),
+        "ETCD_LISTEN_CLIENT_URLS=\"http://0.0.0.0:2379\"",
+        "conffile kept (--force-confold)"
+    );
     assert!(port_open_from(m2, m1.ip(), 2379));
     step(t0, "etcd-server upgraded to 3.5.16 and held");
 
     // --- Without a firewall item the agent's table goes away; the blocked port answers.
     spec.generation = 8;
     spec.firewall = false;
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
-    wait_status(m1, "firewall removal", Duration::from_secs(30), |s| ready_at(s, 8));
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
+    wait_status(m1, "firewall removal", Duration::from_secs(30), |s| {
+        ready_at(s, 8)
+    });
     assert!(!sh_ok(m1, "nft list tables").contains("node_agent"));
-    assert!(port_open_from(m2, m1.ip(), 2380), "2380 must answer once the agent's table is gone");
+    assert!(
+        port_open_from(m2, m1.ip(), 2380),
+        "2380 must answer once the agent's table is gone"
+    );
     step(t0, "firewall table removed");
 
     // --- Reboot request: once, then the machine reports having booted after it.
@@ -323,16 +567,29 @@ fn must_show_on_real_machines() {
     let reboot_item = format!("  - reboot: {{requested_at: \"{req}\"}}\n");
     spec.extra = &reboot_item;
     std::thread::sleep(Duration::from_millis(1100));
-    put(m1, "/etc/node-agent/desired.yml", desired(m1, &spec).as_bytes());
+    put(
+        m1,
+        "/etc/node-agent/desired.yml",
+        desired(m1, &spec).as_bytes(),
+    );
     let start = Instant::now();
     while m1.init_pid() == Some(init_before) || m1.init_pid().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(120), "the machine did not reboot");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the machine did not reboot"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let s = wait_status(m1, "after reboot", Duration::from_secs(180), |s| ready_at(s, 9) && item(s, "reboot")["in_sync"] == true);
+    make_proc_sys_net_writable(m1);
+    let s = wait_status(m1, "after reboot", Duration::from_secs(180), |s| {
+        ready_at(s, 9) && item(s, "reboot")["in_sync"] == true
+    });
     assert!(m1.booted_at().unwrap() > booted_before);
     let booted = node_agent::timefmt::parse_rfc3339(s["booted_at"].as_str().unwrap()).unwrap();
-    assert!(booted >= node_agent::timefmt::parse_rfc3339(&req).unwrap(), "{s}");
+    assert!(
+        booted >= node_agent::timefmt::parse_rfc3339(&req).unwrap(),
+        "{s}"
+    );
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(m1.init_pid().map(|p| p != init_before), Some(true));
     let s2 = status(m1).unwrap();
@@ -342,10 +599,19 @@ fn must_show_on_real_machines() {
     // --- Uninstall removes the agent and what it owns; the workload stays.
     let out = sh_ok(m1, &node_agent::uninstall_script());
     assert!(out.contains("node-agent-uninstall: done"), "{out}");
-    let (_, left) = sh(m1, "ls -d /usr/local/bin/node-agent /etc/systemd/system/node-agent.service /var/lib/node-agent /etc/node-agent /etc/sysctl.d/90-node-agent.conf /etc/modules-load.d/node-agent.conf /etc/ssh/sshd_config.d/00-node-agent.conf 2>/dev/null");
+    let (_, left) = sh(
+        m1,
+        "ls -d /usr/local/bin/node-agent /etc/systemd/system/node-agent.service /var/lib/node-agent /etc/node-agent /etc/sysctl.d/90-node-agent.conf /etc/modules-load.d/node-agent.conf /etc/ssh/sshd_config.d/00-node-agent.conf 2>/dev/null",
+    );
     assert_eq!(left.trim(), "", "left behind: {left}");
-    assert_eq!(sh(m1, "systemctl is-active node-agent.service").1.trim(), "inactive");
-    assert_eq!(sh_ok(m1, "systemctl is-active etcd.service").trim(), "active");
+    assert_eq!(
+        sh(m1, "systemctl is-active node-agent.service").1.trim(),
+        "inactive"
+    );
+    assert_eq!(
+        sh_ok(m1, "systemctl is-active etcd.service").trim(),
+        "active"
+    );
     step(t0, "uninstalled");
 
     drop(guard);

@@ -26,7 +26,9 @@ pub fn render(fw: &Firewall) -> String {
     r.push_str("\t\tiifname \"lo\" accept\n");
     r.push_str("\t\tct state established,related accept\n");
     r.push_str("\t\tct state invalid drop\n");
-    r.push_str("\t\tmeta l4proto { icmp, ipv6-icmp } accept\n");
+    // Protocol numbers (1 = ICMP, 58 = ICMPv6), not names: names need /etc/protocols,
+    // which minimal systems lack.
+    r.push_str("\t\tmeta l4proto { 1, 58 } accept\n");
     for rule in &fw.allow {
         let ports = merge_ports(
             rule.ports
@@ -287,7 +289,7 @@ mod tests {
 \t\tiifname \"lo\" accept
 \t\tct state established,related accept
 \t\tct state invalid drop
-\t\tmeta l4proto { icmp, ipv6-icmp } accept
+\t\tmeta l4proto { 1, 58 } accept
 \t\ttcp dport { 22 } accept
 \t\tip saddr { 10.0.0.0/24 } tcp dport { 2379-2380 } accept
 \t\tip6 saddr { fd00::/8 } tcp dport { 2379-2380 } accept
