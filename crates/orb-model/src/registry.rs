@@ -78,8 +78,10 @@ pub fn kind_names(category: Category) -> Vec<&'static str> {
         .collect()
 }
 
-/// A provider subtree in its current version.
+/// A provider subtree in its current version. An Orb holds a handful of these, so the size
+/// difference between variants costs nothing worth an indirection.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum ProviderSpec {
     Static(StaticProvider),
     Local(LocalProvider),

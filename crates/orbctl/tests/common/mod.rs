@@ -8,11 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use tempfile::TempDir;
 
-pub const EXAMPLE: &str = include_str!("../../../examples/static-lab/orbiter.yml");
+pub const EXAMPLE: &str = include_str!("../../../../examples/static-lab/orbiter.yml");
 
 pub struct Person {
     pub home: TempDir,
     pub config: PathBuf,
+}
+
+impl Default for Person {
+    fn default() -> Self {
+        Person::new()
+    }
 }
 
 impl Person {
