@@ -99,7 +99,10 @@ pub fn run(opts: &Options) -> Result<()> {
     ));
 
     loop {
-        loader.reload(true)?;
+        if let Err(e) = loader.reload(true) {
+            // Only keeping the last-valid copy failed; the state in memory is still right.
+            log::error(&format!("cannot keep a copy of the desired state: {e}"));
+        }
         if let Some(e) = &loader.error {
             log::error(&format!("desired state not in force: {e}"));
         }
