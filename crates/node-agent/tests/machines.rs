@@ -302,6 +302,14 @@ fn must_show_on_real_machines() {
         |s| ready_at(s, 1),
     );
     step(t0, "generation 1 converged after restart");
+    let restarts: u32 = sh_ok(m1, "systemctl show -p NRestarts --value node-agent.service")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        restarts >= 1,
+        "systemd must have restarted the killed agent"
+    );
     assert!(
         s["items"]
             .as_array()
@@ -391,7 +399,12 @@ fn must_show_on_real_machines() {
         Value::Array(vec![]),
         "second application acted: {s}"
     );
-    step(t0, "idempotent");
+    let plan = sh_ok(m1, "node-agent plan");
+    assert!(
+        plan.contains("generation 2\n") && plan.contains("0 action(s), 0 error(s)"),
+        "{plan}"
+    );
+    step(t0, "idempotent (and `node-agent plan` shows nothing to do)");
 
     // --- Drift: a managed file edited and a managed unit stopped by hand.
     sh_ok(
