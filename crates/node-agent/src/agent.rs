@@ -16,6 +16,7 @@ use crate::pass::{self, PassResult};
 use crate::signals::Signals;
 use crate::timefmt::{format_rfc3339, now_secs};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut current = Current::new();
     let mut trigger = "startup";
     let mut first = true;
+    let mut logged_errors: HashMap<String, String> = HashMap::new();
     let stop_requested = Cell::new(false);
     let rerun = Cell::new(false);
     let check_signals = || {
@@ -112,6 +114,7 @@ pub fn run(opts: &Options) -> Result<()> {
             Some(d) => pass::run_pass(&host, d, true, &check_signals),
             None => PassResult::default(),
         };
+        log_errors(&result, &mut logged_errors);
         let generation = loader.enforced.as_ref().map(|d| d.generation);
         let info = PassInfo {
             trigger: trigger.to_string(),
@@ -167,6 +170,25 @@ pub fn run(opts: &Options) -> Result<()> {
     notify::notify("STOPPING=1");
     log::info("stopping");
     Ok(())
+}
+
+/// Logs item errors when they appear or change, and when they clear.
+fn log_errors(result: &PassResult, logged: &mut HashMap<String, String>) {
+    for item in &result.items {
+        match &item.error {
+            Some(e) if logged.get(&item.id) != Some(e) => {
+                log::error(&format!("{}: {e}", item.id));
+                logged.insert(item.id.clone(), e.clone());
+            }
+            None if logged.remove(&item.id).is_some() => {
+                log::info(&format!("{}: error cleared", item.id))
+            }
+            _ => {}
+        }
+    }
+    if !result.interrupted {
+        logged.retain(|id, _| result.items.iter().any(|i| i.id == *id));
+    }
 }
 
 enum Wake {

@@ -1,5 +1,6 @@
 //! One reconcile pass: for every item in order, observe → plan → (apply → observe again).
-//! Items are independent: an error is recorded on its item and the pass goes on. Restarts
+//! Items are independent: an error is recorded on its item and the pass goes on (the caller
+//! logs errors, once per change, so a persistent failure does not flood the journal). Restarts
 //! requested by `restart_on` run at the end, once per unit, and survive an agent crash
 //! (they are recorded before the file is written).
 
@@ -165,7 +166,6 @@ pub fn run_pass(
         let step = match items::observe_and_plan(host, &work) {
             Ok(s) => s,
             Err(e) => {
-                log::error(&format!("{id}: {e}"));
                 report.error = Some(e.to_string());
                 result.items.push(report);
                 continue;
@@ -204,7 +204,6 @@ pub fn run_pass(
                     report.applied.push(action.to_string());
                 }
                 Err(e) => {
-                    log::error(&format!("{id}: {} failed: {e}", action.op));
                     report.error = Some(format!("{} failed: {e}", action.op));
                     failed = true;
                     break;
@@ -283,7 +282,6 @@ pub fn run_pass(
                     report.applied.push(line);
                 }
                 Err(e) => {
-                    log::error(&format!("{}: {op} failed: {e}", report.id));
                     report.error = Some(format!("{op} failed: {e}"));
                     report.in_sync = false;
                     continue;

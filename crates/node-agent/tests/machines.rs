@@ -124,6 +124,8 @@ fn make_proc_sys_net_writable(m: &Machine) {
 
 struct Spec<'a> {
     generation: u64,
+    /// Content of the machine's apt source file (orb-machines' /etc/apt/sources.list.d/orb.list).
+    sources: String,
     etcd: &'a str,
     firewall: bool,
     sshd_max_auth: &'a str,
@@ -144,6 +146,7 @@ version: v1
 generation: {generation}
 changesallowed: true
 items:
+  - aptsource: {{name: orb, content: "{sources}"}}
   - package: {{name: etcd-server, version: "{etcd}"}}
   - file:
       path: /etc/default/etcd
@@ -172,6 +175,7 @@ items:
   - sshd: {{settings: {{MaxAuthTries: "{sshd}"}}}}
 {firewall}{extra}"#,
         generation = s.generation,
+        sources = s.sources.replace('\n', "\\n"),
         etcd = s.etcd,
         demo = s.demo_conf,
         sshd = s.sshd_max_auth,
@@ -264,8 +268,12 @@ fn must_show_on_real_machines() {
     );
 
     // --- Generation 1, and the agent killed in the middle of installing etcd-server.
+    // Only bookworm at first: 3.5.16 (trixie) becomes installable when the source item adds it.
+    let bookworm = format!("deb [trusted=yes] {}bookworm ./\n", g.apt_url());
+    let both = format!("{bookworm}deb [trusted=yes] {}trixie ./\n", g.apt_url());
     let mut spec = Spec {
         generation: 1,
+        sources: bookworm.clone(),
         etcd: ETCD_OLD,
         firewall: true,
         sshd_max_auth: "4",
@@ -287,7 +295,9 @@ fn must_show_on_real_machines() {
         .0
         {
             std::thread::sleep(Duration::from_millis(200));
-            sh_ok(m1, "systemctl kill --signal=SIGKILL node-agent.service");
+            // The whole cgroup: the agent, apt-get and dpkg. (systemctl may report EIO for a
+            // process that exited meanwhile; NRestarts below proves the kill.)
+            sh(m1, "systemctl kill --signal=SIGKILL node-agent.service");
             killed = true;
             break;
         }
@@ -525,9 +535,15 @@ fn must_show_on_real_machines() {
     step(t0, "failure isolation and malformed input verified");
 
     // --- Upgrade: etcd-server 3.4.23 -> 3.5.16 from the group's repository, held there.
+    assert_eq!(sh_ok(m1, "cat /etc/apt/sources.list.d/orb.list"), bookworm);
+    assert!(
+        !sh_ok(m1, "apt-cache policy etcd-server").contains(ETCD_NEW),
+        "trixie must not be a source yet"
+    );
     spec.generation = 7;
     spec.extra = "";
     spec.etcd = ETCD_NEW;
+    spec.sources = both.clone();
     put(
         m1,
         "/etc/node-agent/desired.yml",
