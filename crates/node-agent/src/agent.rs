@@ -264,7 +264,11 @@ fn wait(
                 inotify.watch_dir(dir)?;
                 return Ok(Wake::Desired);
             }
-            if events.iter().any(|e| e.name.as_deref() == Some(name)) {
+            // A queue overflow may have dropped the event we wait for: re-read to be sure.
+            if events
+                .iter()
+                .any(|e| e.name.as_deref() == Some(name) || e.mask & libc::IN_Q_OVERFLOW != 0)
+            {
                 return Ok(Wake::Desired);
             }
         }
