@@ -227,7 +227,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         .iter()
                         .filter_map(|m| local_index(pool, &m.machine.key.machine))
                         .collect();
-                    if keep.len() < want && recorded.maintenance_keys.contains(pid) {
+                    if keep.len() < want {
                         for _ in keep.len()..want {
                             let n = (1..).find(|n| !used.contains(n)).expect("a free index");
                             used.insert(n);

@@ -202,9 +202,12 @@ pub fn observe(host: &Host) -> Result<Observed> {
     Ok(Observed { listing, applied })
 }
 
-/// Without a firewall item there is nothing to observe where nft is absent (or under --root).
+/// Without a firewall item there is nothing to observe where nft is absent (or under --root),
+/// nor where the agent never loaded its table: only the agent creates it, and a machine without
+/// CAP_NET_ADMIN (a container) cannot even list tables.
 pub fn observe_if_installed(host: &Host) -> Result<Observed> {
-    if !host.is_real_root() || nft_path(host).is_none() {
+    let never_applied = !host.state_path(APPLIED).exists();
+    if !host.is_real_root() || nft_path(host).is_none() || never_applied {
         return Ok(Observed {
             listing: None,
             applied: None,

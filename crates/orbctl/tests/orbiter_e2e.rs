@@ -1,0 +1,221 @@
+//! End to end on real machines (root): takeoff of an Orb with a Static provider over three
+//! machines and a Local provider pool of two, node software on both, the daemon handing over,
+//! idle without commits, a human commit rolled out everywhere, an invalid orbiter.yml kept out,
+//! and teardown leaving the machines without anything Orbiter installed.
+
+mod common;
+
+use common::*;
+use orb_machines::{Group, GroupSpec, Host, Suite};
+use orbiter::state::{self, OrbCurrent};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Always removes the test's machine groups and stops its daemon, also when the test fails.
+struct Cleanup {
+    groups: Vec<String>,
+    person: Option<std::path::PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(home) = &self.person
+            && let Ok(entries) = std::fs::read_dir(home.join(".orb"))
+        {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".pid")
+                    && let Ok(pid) = std::fs::read_to_string(e.path())
+                    && let Ok(pid) = pid.trim().parse::<i32>()
+                {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        if let Ok(host) = Host::new() {
+            for g in &self.groups {
+                let _ = Group::remove(&host, g);
+            }
+        }
+    }
+}
+
+fn sh(m: &orb_machines::Machine, cmd: &str) -> String {
+    let out = m.exec(&["sh", "-c", cmd]).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn current(repo: &Path) -> OrbCurrent {
+    state::parse(&read_from(repo, state::CURRENT), state::CURRENT).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// bookworm's etcd-server, and trixie's, which installs on bookworm: a real upgrade path.
+const OLD: &str = "3.4.23-4+b4";
+const NEW: &str = "3.5.16-4";
+
+fn node_agent_binary() -> String {
+    let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
+    assert!(p.is_file(), "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does", p.display());
+    p.display().to_string()
+}
+
+fn orb_yaml(static_machines: &[(String, String)], local_group: &str, etcd: &str) -> String {
+    let mut s = String::from("kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n");
+    for (id, ip) in static_machines {
+        s.push_str(&format!("          - id: {id}\n            hostname: {id}\n            ip: {ip}\n"));
+    }
+    let lines = [
+        "  loc:".to_owned(),
+        "    kind: LocalProvider".to_owned(),
+        "    version: v1".to_owned(),
+        "    spec:".to_owned(),
+        format!("      group: {local_group}"),
+        "      pools:".to_owned(),
+        "        extra:".to_owned(),
+        "          nodes: 2".to_owned(),
+        "software:".to_owned(),
+        "  base:".to_owned(),
+        "    kind: NodeSoftware".to_owned(),
+        "    version: v1".to_owned(),
+        "    spec:".to_owned(),
+        "      pools: [lab.machines, loc.extra]".to_owned(),
+        "      items:".to_owned(),
+        format!("        - package: {{name: etcd-server, version: {etcd}}}"),
+        r#"        - file: {path: /etc/orbiter-demo.conf, content: "managed by Orbiter\n"}"#.to_owned(),
+        r#"        - unit: {name: orbiter-demo.service, content: "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n", enabled: true, active: true}"#.to_owned(),
+    ];
+    for l in lines {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn takeoff_rollout_idle_invalid_and_teardown() {
+    let host = Host::new().expect("this test needs root and the orb-machines host tools");
+    let pid = std::process::id();
+    let (static_group, local_group) = (format!("st{pid}"), format!("lo{pid}"));
+    let (p, repo) = (Person::new(), orb_testsupport::bare_repo());
+    let mut cleanup = Cleanup { groups: vec![static_group.clone(), local_group.clone()], person: Some(p.home.path().to_owned()) };
+    let _ = &mut cleanup;
+
+    // Three machines that "already exist" for the Static provider, reachable with a bootstrap key.
+    let (boot_priv, boot_pub) = orb_testsupport::keypair();
+    let group = Group::up(&host, &GroupSpec { name: static_group.clone(), pubkey: boot_pub.clone(), net_admin: false }).unwrap();
+    let machines: Vec<_> = ["s1", "s2", "s3"].iter().map(|id| group.create_machine(id).unwrap()).collect();
+    group.add_packages(Suite::Bookworm, &["etcd-server"]).unwrap();
+    group.add_packages(Suite::Trixie, &["etcd-server"]).unwrap();
+    let listed: Vec<(String, String)> = machines.iter().map(|m| (m.id().to_owned(), m.ip().to_string())).collect();
+
+    p.ok(&["configure", "--repourl", &format!("file://{}", repo.path.display())]);
+    human_commit(&repo.path, "orbiter.yml", &orb_yaml(&listed, &local_group, OLD), "Describe the Orb");
+    let keyfile = p.home.path().join("bootstrap");
+    std::fs::write(&keyfile, &boot_priv).unwrap();
+    p.ok(&["writesecret", "lab.bootstrapkeyprivate", "--file", keyfile.to_str().unwrap()]);
+    p.ok(&["writesecret", "lab.bootstrapkeypublic", "--value", &boot_pub]);
+
+    // Plan before anything exists: machines to create, keys, agents.
+    let plan = p.cmd(&["plan"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(plan_text.contains("create machine loc.extra-1"), "{plan_text}");
+
+    let port = 20000 + (pid % 20000) as u16;
+    let listen = format!("127.0.0.1:{port}");
+    let out = p.cmd(&["takeoff", "--timeout", "900", "--listen", &listen, "--interval", "1"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "takeoff failed:\n{log}");
+
+    // Everything applied and recorded.
+    let cur = current(&repo.path);
+    assert_eq!(cur.machines.len(), 5, "{cur:?}");
+    assert!(cur.machines.values().all(|m| m.state == "ready"), "{cur:?}");
+    let local = Group::attach(&host, &local_group).unwrap();
+    let all: Vec<orb_machines::Machine> = machines.iter().cloned().chain(local.machines().unwrap().iter().map(|i| local.machine(&i.id).unwrap())).collect();
+    assert_eq!(all.len(), 5);
+    for m in &all {
+        assert_eq!(sh(m, "dpkg-query -W -f '${Version}' etcd-server"), OLD, "{}", m.id());
+        assert_eq!(sh(m, "cat /etc/orbiter-demo.conf"), "managed by Orbiter");
+        assert_eq!(sh(m, "systemctl is-active orbiter-demo.service"), "active");
+        assert_eq!(sh(m, "apt-mark showhold"), "etcd-server");
+    }
+    // The bootstrap key was replaced by the maintenance key on the static machines.
+    assert!(!machines[0].ssh(&keyfile, "true").unwrap().status.success(), "bootstrap key still works");
+    for f in [state::HOSTKEYS, state::SECRETS, "orbiter/nodes/lab.s1/desired.yml", "orbiter/nodes/lab.s1/current.yml"] {
+        read_from(&repo.path, f);
+    }
+    assert!(!read_from(&repo.path, state::SECRETS).contains("PRIVATE KEY"));
+
+    // Converged: nothing to do, and the daemon commits nothing while idle.
+    let plan = p.cmd(&["plan"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("nothing to do"), "{}", String::from_utf8_lossy(&plan.stdout));
+    let before = commit_count(&repo);
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(commit_count(&repo), before, "idle iterations made commits");
+    let metrics = http_get(&listen, "/metrics");
+    assert!(metrics.contains("orbiter_desired_valid 1"), "{metrics}");
+    assert!(metrics.contains("orbiter_machines_ready 5"), "{metrics}");
+    assert!(http_get(&listen, "/healthz").starts_with("ok"));
+
+    // A person changes the package version: rolled out everywhere by the daemon.
+    human_commit(&repo.path, "orbiter.yml", &orb_yaml(&listed, &local_group, NEW), "etcd-server 3.5.16");
+    wait_for("etcd-server 3.5.16 everywhere", Duration::from_secs(300), || all.iter().all(|m| sh(m, "dpkg-query -W -f '${Version}' etcd-server") == NEW));
+    wait_for("the rollout recorded", Duration::from_secs(120), || {
+        let c = current(&repo.path);
+        c.machines.values().all(|m| m.state == "ready" && m.generation == Some(2))
+    });
+
+    // An invalid orbiter.yml: recorded, metric, the last valid state stays, no empty commits.
+    let valid = read_from(&repo.path, "orbiter.yml");
+    human_commit(&repo.path, "orbiter.yml", &valid.replace("nodes: 2", "nodes: two"), "typo");
+    wait_for("the error recorded", Duration::from_secs(60), || current(&repo.path).desired_error.is_some());
+    let err = current(&repo.path).desired_error.unwrap();
+    assert!(err.contains("orbiter.yml:") && err.contains("nodes"), "{err}");
+    assert!(http_get(&listen, "/metrics").contains("orbiter_desired_valid 0"));
+    let after_error = commit_count(&repo);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(commit_count(&repo), after_error, "commits while the desired state is invalid");
+    assert_eq!(local.machines().unwrap().len(), 2, "machines changed because of an invalid file");
+    human_commit(&repo.path, "orbiter.yml", &valid, "fix the typo");
+    wait_for("the error cleared", Duration::from_secs(60), || current(&repo.path).desired_error.is_none());
+
+    // Teardown: the daemon stops, Local machines go, Static machines keep nothing of Orbiter's
+    // and accept the person's bootstrap key again.
+    p.ok(&["teardown", "--yes"]);
+    assert!(!host.group_names().unwrap().contains(&local_group), "local machines left");
+    for m in &machines {
+        assert_eq!(sh(m, "test -e /usr/local/bin/node-agent && echo present || echo gone"), "gone");
+        assert_eq!(sh(m, "systemctl is-active node-agent.service || true"), "inactive");
+        assert!(m.ssh(&keyfile, "true").unwrap().status.success(), "bootstrap key not restored on {}", m.id());
+    }
+    assert!(current(&repo.path).destroyed);
+    assert!(http_get_fails(&listen), "the daemon still answers after teardown");
+    drop(cleanup);
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+fn http_get_fails(addr: &str) -> bool {
+    std::net::TcpStream::connect(addr).is_err()
+}
+
+#[allow(dead_code)]
+fn run(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+}
