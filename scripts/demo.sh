@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# The demo: an Orb whose repository is a local bare Git repo, describing Debian machines that run
-# on this host (systemd-nspawn, one network namespace each). It configures the Orb, commits its
-# orbiter.yml like a person would, stores the machines' SSH key as an encrypted secret, reads it
-# back and uses it to log in, and shows the repository's history. Needs root.
-# KEEP=1 leaves the machines running (remove them with: orbctl local down --name demo).
+# The demo: an Orb whose repository is a local bare Git repo and whose machines are Debian
+# systems booted on this host by the Local provider. It configures the Orb, commits orbiter.yml
+# like a person would, takes off (machines created, node agent installed, node software applied,
+# the Orbiter daemon left running on this host), scales a pool by a commit, and tears down.
+# Needs root. KEEP=1 leaves everything running (remove it with: orbctl teardown --yes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build -q -p orbctl
+cargo build -q -p orbctl -p node-agent
 orbctl="$PWD/target/debug/orbctl"
 name=${DEMO_NAME:-demo}
 work=$(mktemp -d /tmp/orb-demo.XXXXXX)
 export ORBCONFIG="$work/orb/config"
 cleanup() {
   if [ "${KEEP:-0}" != 1 ]; then
-    "$orbctl" local down --name "$name" >/dev/null 2>&1 || true
+    "$orbctl" teardown --yes >/dev/null 2>&1 || "$orbctl" local down --name "$name" >/dev/null 2>&1 || true
     rm -rf "$work"
   else
-    echo "kept: machines of group $name, work dir $work"
+    echo "kept: the Orb (ORBCONFIG=$ORBCONFIG), remove it with: orbctl teardown --yes"
   fi
 }
 trap cleanup EXIT
@@ -25,48 +25,61 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "A bare Git repository is the Orb's only source of truth"
 git init -q --bare -b main "$work/orb.git"
-ssh-keygen -q -t ed25519 -N '' -C orb-demo-bootstrap -f "$work/bootstrap"
-
-step "Two Debian machines on this host (orbctl local up)"
-"$orbctl" local up --name "$name" --machines 2 --pubkey "$work/bootstrap.pub"
-"$orbctl" local list --name "$name"
-
-step "orbctl configure: generated masterkey, read/write check, keyring committed"
 "$orbctl" configure --repourl "file://$work/orb.git"
-ls -l "$ORBCONFIG"
 
-step "A person commits orbiter.yml with plain git: a StaticProvider over those machines"
+step "A person commits orbiter.yml: two Local machines with node software"
 git clone -q "$work/orb.git" "$work/checkout"
-{
-  printf 'kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n'
-  "$orbctl" local list --name "$name" -o json | python3 -c '
-import json, sys
-for m in json.load(sys.stdin):
-    print("          - id: %s\n            hostname: %s\n            ip: %s" % (m["name"], m["hostname"], m["ip"]))'
-} > "$work/checkout/orbiter.yml"
+cat > "$work/checkout/orbiter.yml" <<YAML
+kind: Orb
+version: v1
+providers:
+  local:
+    kind: LocalProvider
+    version: v1
+    spec:
+      group: $name
+      pools:
+        web:
+          nodes: 2
+software:
+  base:
+    kind: NodeSoftware
+    version: v1
+    spec:
+      pools: [local.web]
+      items:
+        - package: {name: hello, version: 2.10-3}
+        - file: {path: /etc/motd, content: "This machine is managed by Orbiter.\n"}
+        - unit: {name: hello-loop.service, content: "[Unit]\nDescription=says hello\n[Service]\nExecStart=/bin/sh -c 'while true; do /usr/bin/hello; sleep 60; done'\n[Install]\nWantedBy=multi-user.target\n", enabled: true, active: true}
+YAML
 git -C "$work/checkout" add orbiter.yml
-git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -m "Describe the lab machines"
+git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -m "Two web machines"
 git -C "$work/checkout" push -q origin HEAD:main
 "$orbctl" validate
 
-step "The bootstrap key becomes an encrypted secret"
-"$orbctl" writesecret lab.bootstrapkeyprivate --file "$work/bootstrap"
-"$orbctl" writesecret lab.bootstrapkeypublic --file "$work/bootstrap.pub"
-"$orbctl" secrets list
-echo "--- how it looks in Git:"
-"$orbctl" file print orbiter.yml | sed -n '/keys:/,$p' | head -8
+step "orbctl plan: what Orbiter would do"
+"$orbctl" plan
 
-step "Read it back (exact bytes) and use it to log in to every machine"
-"$orbctl" readsecret lab.bootstrapkeyprivate > "$work/key-from-orb"
-chmod 600 "$work/key-from-orb"
-cmp "$work/bootstrap" "$work/key-from-orb" && echo "round trip: identical bytes"
-for ip in $("$orbctl" local list --name "$name" -o json | python3 -c 'import json,sys; print(" ".join(m["ip"] for m in json.load(sys.stdin)))'); do
-  ssh -i "$work/key-from-orb" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-    "orbiter@$ip" 'echo "$(hostname): $(sudo -n true && echo sudo ok), $(systemctl is-system-running)"'
+step "orbctl takeoff: converge, then hand over to the Orbiter daemon on this host"
+"$orbctl" takeoff --interval 2 --listen 127.0.0.1:9187
+
+step "The machines, as Orbiter committed them"
+"$orbctl" node list
+"$orbctl" node exec local.web-1 -- 'cat /etc/motd; hello; systemctl is-active hello-loop.service'
+"$orbctl" plan
+
+step "Scale by a commit: nodes 2 -> 3 (the daemon does the rest)"
+"$orbctl" file patch orbiter.yml providers.local.spec.pools.web.nodes --value 3
+for _ in $(seq 1 120); do
+  n=$("$orbctl" node list -o json | python3 -c 'import json,sys; print(sum(1 for m in json.load(sys.stdin).values() if m["state"] == "ready"))')
+  [ "$n" = 3 ] && break
+  sleep 2
 done
+"$orbctl" node list
+python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9187/metrics").read().decode())' | grep -E '^orbiter_(machines|commits)' || true
 
-step "A bad edit is refused with its place, and nothing is pushed"
-"$orbctl" file patch orbiter.yml providers.lab.spec.pools.machines.0.ip --value 10.0.0.300 || true
+step "The Orb repository's history: every change is a commit"
+git --git-dir "$work/orb.git" log --format='%h %an: %s' main | head -20
 
-step "The Orb repository's history"
-git --git-dir "$work/orb.git" log --format='%h %an: %s' main
+step "Teardown"
+"$orbctl" teardown --yes

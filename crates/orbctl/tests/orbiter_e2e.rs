@@ -52,7 +52,10 @@ fn current(repo: &Path) -> OrbCurrent {
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -63,14 +66,22 @@ const NEW: &str = "3.5.16-4";
 
 fn node_agent_binary() -> String {
     let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
-    assert!(p.is_file(), "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does",
+        p.display()
+    );
     p.display().to_string()
 }
 
 fn orb_yaml(static_machines: &[(String, String)], local_group: &str, etcd: &str) -> String {
-    let mut s = String::from("kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n");
+    let mut s = String::from(
+        "kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n",
+    );
     for (id, ip) in static_machines {
-        s.push_str(&format!("          - id: {id}\n            hostname: {id}\n            ip: {ip}\n"));
+        s.push_str(&format!(
+            "          - id: {id}\n            hostname: {id}\n            ip: {ip}\n"
+        ));
     }
     let lines = [
         "  loc:".to_owned(),
@@ -105,33 +116,100 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     let pid = std::process::id();
     let (static_group, local_group) = (format!("st{pid}"), format!("lo{pid}"));
     let (p, repo) = (Person::new(), orb_testsupport::bare_repo());
-    let mut cleanup = Cleanup { groups: vec![static_group.clone(), local_group.clone()], person: Some(p.home.path().to_owned()) };
+    let mut cleanup = Cleanup {
+        groups: vec![static_group.clone(), local_group.clone()],
+        person: Some(p.home.path().to_owned()),
+    };
     let _ = &mut cleanup;
 
     // Three machines that "already exist" for the Static provider, reachable with a bootstrap key.
     let (boot_priv, boot_pub) = orb_testsupport::keypair();
-    let group = Group::up(&host, &GroupSpec { name: static_group.clone(), pubkey: boot_pub.clone(), net_admin: false }).unwrap();
-    let machines: Vec<_> = ["s1", "s2", "s3"].iter().map(|id| group.create_machine(id).unwrap()).collect();
-    group.add_packages(Suite::Bookworm, &["etcd-server"]).unwrap();
+    let group = Group::up(
+        &host,
+        &GroupSpec {
+            name: static_group.clone(),
+            pubkey: boot_pub.clone(),
+            net_admin: false,
+        },
+    )
+    .unwrap();
+    let machines: Vec<_> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|id| group.create_machine(id).unwrap())
+        .collect();
+    group
+        .add_packages(Suite::Bookworm, &["etcd-server"])
+        .unwrap();
     group.add_packages(Suite::Trixie, &["etcd-server"]).unwrap();
-    let listed: Vec<(String, String)> = machines.iter().map(|m| (m.id().to_owned(), m.ip().to_string())).collect();
+    let listed: Vec<(String, String)> = machines
+        .iter()
+        .map(|m| (m.id().to_owned(), m.ip().to_string()))
+        .collect();
 
-    p.ok(&["configure", "--repourl", &format!("file://{}", repo.path.display())]);
-    human_commit(&repo.path, "orbiter.yml", &orb_yaml(&listed, &local_group, OLD), "Describe the Orb");
+    p.ok(&[
+        "configure",
+        "--repourl",
+        &format!("file://{}", repo.path.display()),
+    ]);
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &orb_yaml(&listed, &local_group, OLD),
+        "Describe the Orb",
+    );
     let keyfile = p.home.path().join("bootstrap");
     std::fs::write(&keyfile, &boot_priv).unwrap();
-    p.ok(&["writesecret", "lab.bootstrapkeyprivate", "--file", keyfile.to_str().unwrap()]);
-    p.ok(&["writesecret", "lab.bootstrapkeypublic", "--value", &boot_pub]);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        machines[0].ssh(&keyfile, "true").unwrap().status.success(),
+        "the bootstrap key must work before takeoff"
+    );
+    p.ok(&[
+        "writesecret",
+        "lab.bootstrapkeyprivate",
+        "--file",
+        keyfile.to_str().unwrap(),
+    ]);
+    p.ok(&[
+        "writesecret",
+        "lab.bootstrapkeypublic",
+        "--value",
+        &boot_pub,
+    ]);
 
     // Plan before anything exists: machines to create, keys, agents.
-    let plan = p.cmd(&["plan"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
+    let plan = p
+        .cmd(&["plan"])
+        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .output()
+        .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan.status.success(), "{}", String::from_utf8_lossy(&plan.stderr));
-    assert!(plan_text.contains("create machine loc.extra-1"), "{plan_text}");
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        plan_text.contains("create machine loc.extra-1"),
+        "{plan_text}"
+    );
 
     let port = 20000 + (pid % 20000) as u16;
     let listen = format!("127.0.0.1:{port}");
-    let out = p.cmd(&["takeoff", "--timeout", "900", "--listen", &listen, "--interval", "1"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
+    let out = p
+        .cmd(&[
+            "takeoff",
+            "--timeout",
+            "900",
+            "--listen",
+            &listen,
+            "--interval",
+            "1",
+        ])
+        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "takeoff failed:\n{log}");
 
@@ -140,24 +218,55 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     assert_eq!(cur.machines.len(), 5, "{cur:?}");
     assert!(cur.machines.values().all(|m| m.state == "ready"), "{cur:?}");
     let local = Group::attach(&host, &local_group).unwrap();
-    let all: Vec<orb_machines::Machine> = machines.iter().cloned().chain(local.machines().unwrap().iter().map(|i| local.machine(&i.id).unwrap())).collect();
+    let all: Vec<orb_machines::Machine> = machines
+        .iter()
+        .cloned()
+        .chain(
+            local
+                .machines()
+                .unwrap()
+                .iter()
+                .map(|i| local.machine(&i.id).unwrap()),
+        )
+        .collect();
     assert_eq!(all.len(), 5);
     for m in &all {
-        assert_eq!(sh(m, "dpkg-query -W -f '${Version}' etcd-server"), OLD, "{}", m.id());
+        assert_eq!(
+            sh(m, "dpkg-query -W -f '${Version}' etcd-server"),
+            OLD,
+            "{}",
+            m.id()
+        );
         assert_eq!(sh(m, "cat /etc/orbiter-demo.conf"), "managed by Orbiter");
         assert_eq!(sh(m, "systemctl is-active orbiter-demo.service"), "active");
         assert_eq!(sh(m, "apt-mark showhold"), "etcd-server");
     }
     // The bootstrap key was replaced by the maintenance key on the static machines.
-    assert!(!machines[0].ssh(&keyfile, "true").unwrap().status.success(), "bootstrap key still works");
-    for f in [state::HOSTKEYS, state::SECRETS, "orbiter/nodes/lab.s1/desired.yml", "orbiter/nodes/lab.s1/current.yml"] {
+    assert!(
+        !machines[0].ssh(&keyfile, "true").unwrap().status.success(),
+        "bootstrap key still works"
+    );
+    for f in [
+        state::HOSTKEYS,
+        state::SECRETS,
+        "orbiter/nodes/lab.s1/desired.yml",
+        "orbiter/nodes/lab.s1/current.yml",
+    ] {
         read_from(&repo.path, f);
     }
     assert!(!read_from(&repo.path, state::SECRETS).contains("PRIVATE KEY"));
 
     // Converged: nothing to do, and the daemon commits nothing while idle.
-    let plan = p.cmd(&["plan"]).env("ORBITER_NODE_AGENT", node_agent_binary()).output().unwrap();
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("nothing to do"), "{}", String::from_utf8_lossy(&plan.stdout));
+    let plan = p
+        .cmd(&["plan"])
+        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
     let before = commit_count(&repo);
     std::thread::sleep(Duration::from_secs(12));
     assert_eq!(commit_count(&repo), before, "idle iterations made commits");
@@ -167,38 +276,103 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     assert!(http_get(&listen, "/healthz").starts_with("ok"));
 
     // A person changes the package version: rolled out everywhere by the daemon.
-    human_commit(&repo.path, "orbiter.yml", &orb_yaml(&listed, &local_group, NEW), "etcd-server 3.5.16");
-    wait_for("etcd-server 3.5.16 everywhere", Duration::from_secs(300), || all.iter().all(|m| sh(m, "dpkg-query -W -f '${Version}' etcd-server") == NEW));
+    let with_secrets = read_from(&repo.path, "orbiter.yml");
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &with_secrets.replace(OLD, NEW),
+        "etcd-server 3.5.16",
+    );
+    wait_for(
+        "etcd-server 3.5.16 everywhere",
+        Duration::from_secs(300),
+        || {
+            all.iter()
+                .all(|m| sh(m, "dpkg-query -W -f '${Version}' etcd-server") == NEW)
+        },
+    );
     wait_for("the rollout recorded", Duration::from_secs(120), || {
         let c = current(&repo.path);
-        c.machines.values().all(|m| m.state == "ready" && m.generation == Some(2))
+        c.machines
+            .values()
+            .all(|m| m.state == "ready" && m.generation == Some(2))
     });
 
     // An invalid orbiter.yml: recorded, metric, the last valid state stays, no empty commits.
     let valid = read_from(&repo.path, "orbiter.yml");
-    human_commit(&repo.path, "orbiter.yml", &valid.replace("nodes: 2", "nodes: two"), "typo");
-    wait_for("the error recorded", Duration::from_secs(60), || current(&repo.path).desired_error.is_some());
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &valid.replace("nodes: 2", "nodes: two"),
+        "typo",
+    );
+    wait_for("the error recorded", Duration::from_secs(60), || {
+        current(&repo.path).desired_error.is_some()
+    });
     let err = current(&repo.path).desired_error.unwrap();
-    assert!(err.contains("orbiter.yml:") && err.contains("nodes"), "{err}");
+    assert!(
+        err.contains("orbiter.yml:") && err.contains("nodes"),
+        "{err}"
+    );
     assert!(http_get(&listen, "/metrics").contains("orbiter_desired_valid 0"));
     let after_error = commit_count(&repo);
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(commit_count(&repo), after_error, "commits while the desired state is invalid");
-    assert_eq!(local.machines().unwrap().len(), 2, "machines changed because of an invalid file");
+    assert_eq!(
+        commit_count(&repo),
+        after_error,
+        "commits while the desired state is invalid"
+    );
+    assert_eq!(
+        local.machines().unwrap().len(),
+        2,
+        "machines changed because of an invalid file"
+    );
     human_commit(&repo.path, "orbiter.yml", &valid, "fix the typo");
-    wait_for("the error cleared", Duration::from_secs(60), || current(&repo.path).desired_error.is_none());
+    wait_for("the error cleared", Duration::from_secs(60), || {
+        current(&repo.path).desired_error.is_none()
+    });
 
     // Teardown: the daemon stops, Local machines go, Static machines keep nothing of Orbiter's
     // and accept the person's bootstrap key again.
-    p.ok(&["teardown", "--yes"]);
-    assert!(!host.group_names().unwrap().contains(&local_group), "local machines left");
+    let out = p.run(&["teardown", "--yes"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !log.contains("warning"),
+        "teardown:\n{log}"
+    );
+    assert!(
+        !host.group_names().unwrap().contains(&local_group),
+        "local machines left"
+    );
     for m in &machines {
-        assert_eq!(sh(m, "test -e /usr/local/bin/node-agent && echo present || echo gone"), "gone");
-        assert_eq!(sh(m, "systemctl is-active node-agent.service || true"), "inactive");
-        assert!(m.ssh(&keyfile, "true").unwrap().status.success(), "bootstrap key not restored on {}", m.id());
+        assert_eq!(
+            sh(
+                m,
+                "test -e /usr/local/bin/node-agent && echo present || echo gone"
+            ),
+            "gone"
+        );
+        assert_eq!(
+            sh(m, "systemctl is-active node-agent.service || true"),
+            "inactive"
+        );
+        let o = m.ssh(&keyfile, "true").unwrap();
+        assert!(
+            o.status.success(),
+            "bootstrap key not restored on {}: {}\nauthorized_keys:\n{}",
+            m.id(),
+            String::from_utf8_lossy(&o.stderr),
+            sh(
+                m,
+                "ls -la /home/orbiter/.ssh; cat /home/orbiter/.ssh/authorized_keys"
+            )
+        );
     }
     assert!(current(&repo.path).destroyed);
-    assert!(http_get_fails(&listen), "the daemon still answers after teardown");
+    assert!(
+        http_get_fails(&listen),
+        "the daemon still answers after teardown"
+    );
     drop(cleanup);
 }
 
@@ -208,7 +382,9 @@ fn http_get(addr: &str, path: &str) -> String {
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
-    body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    body.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 fn http_get_fails(addr: &str) -> bool {

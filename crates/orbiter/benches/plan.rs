@@ -12,23 +12,42 @@ use orbiter::ssh::HostKey;
 use std::time::Instant;
 
 fn orb(n: usize) -> Orb {
-    let mut y = String::from("kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n");
+    let mut y = String::from(
+        "kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n",
+    );
     for pool in 0..10 {
         y.push_str(&format!("        p{pool}:\n"));
         for i in 0..n / 10 {
             let k = pool * (n / 10) + i;
-            y.push_str(&format!("          - id: m{k}\n            hostname: m{k}\n            ip: 10.{}.{}.{}\n", k / 65536, (k / 256) % 256, k % 256));
+            y.push_str(&format!(
+                "          - id: m{k}\n            hostname: m{k}\n            ip: 10.{}.{}.{}\n",
+                k / 65536,
+                (k / 256) % 256,
+                k % 256
+            ));
         }
     }
-    y.push_str("software:\n  base:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [");
-    y.push_str(&(0..10).map(|p| format!("lab.p{p}")).collect::<Vec<_>>().join(", "));
+    y.push_str(
+        "software:\n  base:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [",
+    );
+    y.push_str(
+        &(0..10)
+            .map(|p| format!("lab.p{p}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     y.push_str("]\n      items:\n        - package: {name: etcd-server, version: 3.4.23-4+b4}\n        - file: {path: /etc/motd, content: hello}\n");
     Orb::parse(&y, "orbiter.yml").expect("generated Orb is valid")
 }
 
 fn main() {
-    let agent = AgentRelease { version: "0.1.0".into(), sha256: "ab".repeat(32) };
-    let host_key = HostKey("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl".into());
+    let agent = AgentRelease {
+        version: "0.1.0".into(),
+        sha256: "ab".repeat(32),
+    };
+    let host_key = HostKey(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl".into(),
+    );
     for n in [1_000usize, 10_000] {
         let orb = orb(n);
         let id = orb.providers.keys().next().unwrap().clone();
@@ -42,13 +61,23 @@ fn main() {
             let mut current = Current::new();
             current.ready = true;
             current.generation = Some(doc.generation);
-            recorded.pinned.insert(MachineKey::clone(&m.key), host_key.clone());
-            let on_machine = if i % 10 == 0 { None } else { Some(doc.render()) };
+            recorded
+                .pinned
+                .insert(MachineKey::clone(&m.key), host_key.clone());
+            let on_machine = if i % 10 == 0 {
+                None
+            } else {
+                Some(doc.render())
+            };
             recorded.node_desired.insert(m.key.clone(), doc);
             po.machines.push(MachineObserved {
                 machine: m.clone(),
                 reach: Reach::Maintenance,
-                agent: Some(AgentObserved { version: agent.version.clone(), sha256: agent.sha256.clone(), active: true }),
+                agent: Some(AgentObserved {
+                    version: agent.version.clone(),
+                    sha256: agent.sha256.clone(),
+                    active: true,
+                }),
                 desired_on_machine: on_machine,
                 current: Some(current),
             });
@@ -58,7 +87,13 @@ fn main() {
         let mut steps = 0;
         for _ in 0..5 {
             let t = Instant::now();
-            let p = plan(&PlanInput { orb: &orb, recorded: &recorded, observed: &observed, agent: &agent, now: "2026-11-26T00:00:00Z" });
+            let p = plan(&PlanInput {
+                orb: &orb,
+                recorded: &recorded,
+                observed: &observed,
+                agent: &agent,
+                now: "2026-11-26T00:00:00Z",
+            });
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             steps = p.steps.len();
         }

@@ -377,9 +377,11 @@ impl Engine {
                 l.recorded.maintenance_keys.insert(provider.clone());
                 // In Git before any machine trusts it: a key lost in a crash would lock Orbiter out.
                 let text = state::render(&l.secrets);
-                update(&mut self.repo, &format!("Maintenance key of {provider} generated\n\nby Orbiter"), |_| {
-                    Ok(vec![FileChange::write(state::SECRETS, text.as_bytes())])
-                })?;
+                update(
+                    &mut self.repo,
+                    &format!("Maintenance key of {provider} generated\n\nby Orbiter"),
+                    |_| Ok(vec![FileChange::write(state::SECRETS, text.as_bytes())]),
+                )?;
                 Ok(())
             }
             Action::CreateMachine {

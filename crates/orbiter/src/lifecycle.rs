@@ -105,6 +105,16 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
             )),
             Err(e) => problems.push(format!("{key}: {e}")),
         }
+        let is_static = matches!(
+            l.orb.providers.get(&key.provider).map(|n| &n.spec),
+            Some(orb_model::ProviderSpec::Static(_))
+        );
+        if is_static && creds.bootstrap_public.is_none() {
+            problems.push(format!(
+                "{key}: no {}.bootstrapkeypublic secret, so the person's key cannot be put back; the maintenance key stays authorized",
+                key.provider
+            ));
+        }
         if let (Some(bootstrap), Some(maint)) = (
             creds.bootstrap_public.as_deref(),
             creds.maintenance_public.as_deref(),
