@@ -179,7 +179,24 @@ fn deserialize_cluster<'de, D: Deserializer<'de>>(
     }
 }
 
+/// Which per-machine request list of a provider: reboot once, or replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineFlag {
+    Reboot,
+    Replace,
+}
+
 impl ProviderSpec {
+    /// `rebootrequired` or `replacementrequired`: written by `orbctl node`, cleared by Orbiter.
+    pub fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<crate::Located<crate::Id>> {
+        match (self, flag) {
+            (ProviderSpec::Static(s), MachineFlag::Reboot) => &mut s.rebootrequired,
+            (ProviderSpec::Static(s), MachineFlag::Replace) => &mut s.replacementrequired,
+            (ProviderSpec::Local(s), MachineFlag::Reboot) => &mut s.rebootrequired,
+            (ProviderSpec::Local(s), MachineFlag::Replace) => &mut s.replacementrequired,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSpec::Static(_) => "StaticProvider",

@@ -14,6 +14,7 @@ use crate::provider::{Provider, for_spec};
 use crate::ssh::{SshPool, generate_keypair};
 use crate::state::{self, GeneratedSecrets, HostKeys, MachineCurrent, OrbCurrent};
 use anyhow::{Context as _, Result, anyhow};
+use orb_model::registry::MachineFlag;
 use orb_model::{Id, ORBITER_YML, Orb, ProviderSpec};
 use orb_repo::{FileChange, OrbRepo, Snapshot, UpdateOutcome};
 use orb_secrets::{Keyring, Masterkey, SecretKey};
@@ -440,12 +441,12 @@ impl Engine {
             let Some(node) = orb.providers.get_mut(&machine.provider) else {
                 return Ok(Vec::new());
             };
-            let list = match (&mut node.spec, reboot) {
-                (ProviderSpec::Static(s), true) => &mut s.rebootrequired,
-                (ProviderSpec::Static(s), false) => &mut s.replacementrequired,
-                (ProviderSpec::Local(s), true) => &mut s.rebootrequired,
-                (ProviderSpec::Local(s), false) => &mut s.replacementrequired,
+            let flag = if reboot {
+                MachineFlag::Reboot
+            } else {
+                MachineFlag::Replace
             };
+            let list = node.spec.flags_mut(flag);
             let before = list.len();
             list.retain(|id| id.value != machine.machine);
             if list.len() == before {

@@ -3,6 +3,7 @@
 use crate::args::{Global, Output};
 use crate::context::{Ctx, KeyCache, read_orb, read_text};
 use anyhow::{Context as _, Result, anyhow, bail};
+use orb_model::registry::MachineFlag;
 use orb_model::{Located, ORBITER_YML, ProviderSpec};
 use orb_repo::FileChange;
 use orbiter::credentials::maintenance_private_path;
@@ -167,12 +168,12 @@ pub fn flag(g: &Global, ids: &[String], reboot: bool) -> Result<()> {
                 .providers
                 .get_mut(&k.provider)
                 .ok_or_else(|| anyhow!("provider {} is not in {ORBITER_YML}", k.provider))?;
-            let list = match (&mut node.spec, reboot) {
-                (ProviderSpec::Static(s), true) => &mut s.rebootrequired,
-                (ProviderSpec::Static(s), false) => &mut s.replacementrequired,
-                (ProviderSpec::Local(s), true) => &mut s.rebootrequired,
-                (ProviderSpec::Local(s), false) => &mut s.replacementrequired,
+            let flag = if reboot {
+                MachineFlag::Reboot
+            } else {
+                MachineFlag::Replace
             };
+            let list = node.spec.flags_mut(flag);
             if !list.iter().any(|l| l.value == k.machine) {
                 list.push(Located::new(k.machine.clone()));
             }
