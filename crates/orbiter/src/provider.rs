@@ -159,8 +159,10 @@ impl Provider for LocalMachines {
         };
         group.add_packages(Suite::Bookworm, &new)?;
         // Newer versions (the upgrade path) come from the next release, pinned low so they are
-        // installed only when asked for by version.
-        group.add_packages(Suite::Trixie, &new)?;
+        // installed only when asked for by version. Not every package of the next release
+        // installs on this one (a newer libc, say); then only this release's versions are
+        // offered, and asking for another version fails on the machine with apt's own message.
+        let _ = group.add_packages(Suite::Trixie, &new);
         offered.extend(new.iter().map(|s| s.to_string()));
         Ok(())
     }
