@@ -18,9 +18,20 @@ pub struct Ctx {
 impl Ctx {
     /// Loads the orb config and opens (clones or fetches) its repository.
     pub fn open(global: &Global) -> Result<Ctx> {
+        Self::open_as(global, Committer::Person)
+    }
+
+    pub fn open_as(global: &Global, who: Committer) -> Result<Ctx> {
         let config_path = OrbConfig::resolve_path(global.orbconfig.as_deref());
         let config = OrbConfig::load(&config_path)?;
-        let repo = open_repo(global, &config_path, &config)?;
+        let author = match who {
+            Committer::Person => author(),
+            Committer::Orbiter => Author {
+                name: "Orbiter".to_owned(),
+                email: format!("orbiter@{}", config.orb_id()),
+            },
+        };
+        let repo = open_repo_as(global, &config_path, &config, author)?;
         Ok(Ctx {
             config_path,
             config,
@@ -34,12 +45,28 @@ impl Ctx {
     }
 }
 
+/// Who commits: people's commands commit as the person, the reconciler as `Orbiter`, so the
+/// history tells them apart.
+pub enum Committer {
+    Person,
+    Orbiter,
+}
+
 pub fn open_repo(
     global: &Global,
     config_path: &std::path::Path,
     config: &OrbConfig,
 ) -> Result<OrbRepo> {
-    let mut opts = RepoOptions::beside_config(config_path, author());
+    open_repo_as(global, config_path, config, author())
+}
+
+fn open_repo_as(
+    global: &Global,
+    config_path: &std::path::Path,
+    config: &OrbConfig,
+    author: Author,
+) -> Result<OrbRepo> {
+    let mut opts = RepoOptions::beside_config(config_path, author);
     opts.host_key_policy = match &global.accept_host_key {
         Some(fp) => HostKeyPolicy::Accept(fp.clone()),
         None if std::io::stdin().is_terminal() => HostKeyPolicy::Prompt,

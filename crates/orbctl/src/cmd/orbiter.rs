@@ -1,7 +1,7 @@
 //! `orbctl plan`, `takeoff`, `teardown`, `orbiter run`: the reconciler driven from the CLI.
 
 use crate::args::{DaemonArgs, Global, Output, TakeoffArgs};
-use crate::context::{Ctx, interactive};
+use crate::context::{Committer, Ctx, interactive};
 use crate::picker::ask;
 use anyhow::{Context as _, Result, bail};
 use orb_model::ProviderSpec;
@@ -16,7 +16,7 @@ fn log(line: &str) {
 }
 
 fn engine(g: &Global) -> Result<(Engine, PathBuf, String)> {
-    let ctx = Ctx::open(g)?;
+    let ctx = Ctx::open_as(g, Committer::Orbiter)?;
     let masterkey = ctx.masterkey()?;
     let orb_id = ctx.config.orb_id();
     let engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, log)?;
