@@ -155,11 +155,6 @@ impl KeyCache {
     }
 }
 
-/// Boxes an anyhow error for `OrbRepo::update`'s derive callback.
-pub fn boxed(e: anyhow::Error) -> Box<dyn std::error::Error + Send + Sync> {
-    e.into()
-}
-
 /// Whether standard input is a person at a terminal (then we may ask questions).
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()

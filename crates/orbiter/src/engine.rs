@@ -274,16 +274,7 @@ impl Engine {
         let mut ok = Vec::new();
         let mut failed = Vec::new();
         let log = self.log;
-        for s in p.steps.iter().filter(|s| {
-            s.action.machine().is_none()
-                || matches!(
-                    s.action,
-                    Action::ClearReboot { .. }
-                        | Action::ClearReplacement { .. }
-                        | Action::DestroyMachine { .. }
-                        | Action::PinHostKey { .. }
-                )
-        }) {
+        for s in p.steps.iter().filter(|s| !s.action.runs_on_machine()) {
             let summary = s.action.summary();
             log(&format!("apply: {summary} ({})", s.reason));
             match self.apply_global(l, &s.action) {
@@ -300,12 +291,7 @@ impl Engine {
         let mut per_machine: BTreeMap<MachineKey, Vec<&Action>> = BTreeMap::new();
         for s in &p.steps {
             if let Some(m) = s.action.machine()
-                && matches!(
-                    s.action,
-                    Action::InstallMaintenanceKey { .. }
-                        | Action::InstallAgent { .. }
-                        | Action::WriteNodeDesired { .. }
-                )
+                && s.action.runs_on_machine()
             {
                 per_machine.entry(m.clone()).or_default().push(&s.action);
             }
@@ -689,7 +675,7 @@ fn run(
 }
 
 /// The base64 part of an authorized_keys line.
-fn key_blob(line: &str) -> &str {
+pub(crate) fn key_blob(line: &str) -> &str {
     line.split_whitespace().nth(1).unwrap_or(line)
 }
 

@@ -1,7 +1,7 @@
 //! Takeoff (iterate until the Orb converged) and teardown (remove what Orbiter installed, destroy
 //! Local machines, commit that the Orb was destroyed).
 
-use crate::engine::{Engine, update};
+use crate::engine::{Engine, key_blob, update};
 use crate::observe::{as_root, target};
 use crate::observed::Reach;
 use crate::state::{self, OrbCurrent};
@@ -119,12 +119,11 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
             creds.bootstrap_public.as_deref(),
             creds.maintenance_public.as_deref(),
         ) {
-            let blob = |l: &str| l.split_whitespace().nth(1).unwrap_or(l).to_owned();
             let cmd = format!(
                 "f=~/.ssh/authorized_keys; (grep -qF {b} $f || echo {bl} >> $f) && grep -vF {mk} $f > $f.new; mv $f.new $f",
-                b = crate::ssh::quote(&blob(bootstrap)),
+                b = crate::ssh::quote(key_blob(bootstrap)),
                 bl = crate::ssh::quote(bootstrap.trim()),
-                mk = crate::ssh::quote(&blob(maint))
+                mk = crate::ssh::quote(key_blob(maint))
             );
             match engine.ssh.exec(&t, pinned, login, &cmd, None) {
                 Ok(o) if o.success() => (engine.log)(&format!(

@@ -92,6 +92,17 @@ impl Action {
         }
     }
 
+    /// Steps that run over SSH on their machine (concurrently with other machines' steps);
+    /// every other step changes the Orb's records or a provider and runs first, in order.
+    pub fn runs_on_machine(&self) -> bool {
+        matches!(
+            self,
+            Action::InstallMaintenanceKey { .. }
+                | Action::InstallAgent { .. }
+                | Action::WriteNodeDesired { .. }
+        )
+    }
+
     pub fn summary(&self) -> String {
         match self {
             Action::GenerateMaintenanceKey { provider } => {

@@ -10,7 +10,7 @@ mod validate;
 
 use crate::args::{Cli, Command, FileCommand, NodeCommand, OrbiterCommand, SecretsCommand};
 use anyhow::Result;
-use orb_repo::{FileChange, OrbRepo, RepoError, Snapshot, UpdateOutcome};
+use orb_repo::UpdateOutcome;
 
 pub fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
@@ -42,17 +42,8 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// [`OrbRepo::update`] with anyhow errors in and out, so the person sees the derive error itself
-/// rather than a wrapper, and a one-line report of what happened.
-pub(crate) fn update<F>(repo: &mut OrbRepo, message: &str, mut derive: F) -> Result<UpdateOutcome>
-where
-    F: FnMut(&Snapshot<'_>) -> Result<Vec<FileChange>>,
-{
-    match repo.update(message, |s| derive(s).map_err(crate::context::boxed)) {
-        Ok(o) => Ok(o),
-        Err(RepoError::Derive(e)) => Err(anyhow::anyhow!(e)),
-        Err(e) => Err(e.into()),
-    }
-}
+/// rather than a wrapper.
+pub(crate) use ::orbiter::engine::update;
 
 pub(crate) fn report(outcome: &UpdateOutcome, what: &str) {
     match outcome {
