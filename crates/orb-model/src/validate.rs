@@ -4,7 +4,9 @@
 use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::Id;
-use crate::kinds::etcd_cluster::EtcdCluster;
+use crate::kinds::etcd_cluster::{
+    EtcdBackup, EtcdCluster, EtcdTuning, MAX_ELECTION_TIMEOUT_MS, MAX_QUOTA_BYTES, parse_duration,
+};
 use crate::kinds::node_software::NodeSoftware;
 use crate::located::Located;
 use crate::orb::{Node, Orb};
@@ -140,6 +142,131 @@ fn check_etcd(orb: &Orb, id: &Id, e: &EtcdCluster, file: &str) -> Result<(), Mod
             ),
         )
         .with_hint("add machines to the pool or lower nodes"));
+    }
+    check_etcd_tuning(id, &e.tuning, file)?;
+    if let Some(b) = &e.backup {
+        check_etcd_backup(orb, id, b, file)?;
+    }
+    Ok(())
+}
+
+fn check_etcd_tuning(id: &Id, t: &EtcdTuning, file: &str) -> Result<(), ModelError> {
+    let (hb, el, quota) = (&t.heartbeatms, &t.electiontimeoutms, &t.quotabytes);
+    if hb.value == 0 {
+        return Err(ModelError::new(
+            file,
+            hb.pos,
+            format!("cluster `{id}`: tuning.heartbeatms is 0"),
+        )
+        .with_hint("etcd's default is 100; use about the round-trip time between members"));
+    }
+    if el.value > MAX_ELECTION_TIMEOUT_MS {
+        return Err(ModelError::new(
+            file,
+            el.pos,
+            format!(
+                "cluster `{id}`: tuning.electiontimeoutms is {}; etcd refuses more than {MAX_ELECTION_TIMEOUT_MS}",
+                el.value
+            ),
+        )
+        .with_hint("etcd's default is 1000"));
+    }
+    let min = u64::from(hb.value) * 5;
+    if u64::from(el.value) < min {
+        return Err(ModelError::new(
+            file,
+            el.pos.or(hb.pos),
+            format!(
+                "cluster `{id}`: tuning.electiontimeoutms ({}) is less than 5 heartbeats (tuning.heartbeatms is {})",
+                el.value, hb.value
+            ),
+        )
+        .with_hint(format!(
+            "set tuning.electiontimeoutms to at least {min} (etcd recommends 10 heartbeats), or lower tuning.heartbeatms"
+        )));
+    }
+    if quota.value == 0 || quota.value > MAX_QUOTA_BYTES {
+        return Err(ModelError::new(
+            file,
+            quota.pos,
+            format!(
+                "cluster `{id}`: tuning.quotabytes is {}; it must be between 1 and {MAX_QUOTA_BYTES} (8 GiB)",
+                quota.value
+            ),
+        )
+        .with_hint("etcd's default is 2147483648 (2 GiB); above 8 GiB etcd is not supported"));
+    }
+    Ok(())
+}
+
+fn check_etcd_backup(orb: &Orb, id: &Id, b: &EtcdBackup, file: &str) -> Result<(), ModelError> {
+    if let Err(msg) = parse_duration(&b.every.value) {
+        return Err(ModelError::new(
+            file,
+            b.every.pos,
+            format!("cluster `{id}`: backup.every: {msg}"),
+        )
+        .with_hint("write a duration like `30m`, `6h` or `1d`"));
+    }
+    if b.keep.value == 0 {
+        return Err(ModelError::new(
+            file,
+            b.keep.pos,
+            format!("cluster `{id}`: backup.keep is 0, which would delete every snapshot"),
+        )
+        .with_hint("keep at least 1 snapshot; the default is 7"));
+    }
+    let t = &b.target;
+    let Some((provider, machine)) = t.value.split_once('.') else {
+        return Err(ModelError::new(
+            file,
+            t.pos,
+            format!("cluster `{id}`: backup.target `{t}` is not `provider.machine`"),
+        )
+        .with_hint("name a machine of the Orb, e.g. `lab.backup-1`"));
+    };
+    let Some(p) = Id::parse(provider).ok().and_then(|p| orb.providers.get(&p)) else {
+        let names: Vec<&str> = orb.providers.keys().map(Id::as_str).collect();
+        return Err(ModelError::new(
+            file,
+            t.pos,
+            format!(
+                "cluster `{id}`: backup.target names provider `{provider}`, which does not exist"
+            ),
+        )
+        .with_hint(did_you_mean(provider, &names)));
+    };
+    let (exists, names): (bool, Vec<String>) = match &p.spec {
+        ProviderSpec::Static(s) => {
+            let names: Vec<String> = s
+                .pools
+                .values()
+                .flatten()
+                .map(|m| m.id.value.to_string())
+                .collect();
+            (names.iter().any(|n| n == machine), names)
+        }
+        // Local machines are named `<pool>-<n>`; n can exceed the pool's size after a
+        // replacement, so only the pool part is checked.
+        ProviderSpec::Local(l) => {
+            let exists = machine.rsplit_once('-').is_some_and(|(pool, n)| {
+                n.parse::<u32>().is_ok_and(|n| n > 0)
+                    && Id::parse(pool).is_ok_and(|p| l.pools.contains_key(&p))
+            });
+            let names = l.pools.keys().map(|p| format!("{p}-1")).collect();
+            (exists, names)
+        }
+    };
+    if !exists {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        return Err(ModelError::new(
+            file,
+            t.pos,
+            format!(
+                "cluster `{id}`: backup.target: provider `{provider}` has no machine `{machine}`"
+            ),
+        )
+        .with_hint(did_you_mean(machine, &names)));
     }
     Ok(())
 }

@@ -13,4 +13,262 @@ pub struct EtcdCluster {
     pub nodes: Located<u32>,
     /// etcd-server package version, e.g. `3.4.23`.
     pub version: String,
+    /// Raft timing and the backend quota; the defaults are etcd's own, except the quota.
+    #[serde(default, skip_serializing_if = "EtcdTuning::is_default")]
+    pub tuning: EtcdTuning,
+    /// Scheduled snapshots; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<EtcdBackup>,
+}
+
+/// etcd's `--heartbeat-interval`, `--election-timeout` and `--quota-backend-bytes`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTuning {
+    #[serde(default = "default_heartbeat")]
+    pub heartbeatms: Located<u32>,
+    #[serde(default = "default_election")]
+    pub electiontimeoutms: Located<u32>,
+    /// 2 GiB: etcd's default, and the size its documentation calls safe without tuning.
+    #[serde(default = "default_quota")]
+    pub quotabytes: Located<u64>,
+}
+
+pub const DEFAULT_HEARTBEAT_MS: u32 = 100;
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u32 = 1000;
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// etcd warns above this size and its documentation calls it the supported maximum.
+pub const MAX_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// etcd refuses election timeouts above 50 s.
+pub const MAX_ELECTION_TIMEOUT_MS: u32 = 50_000;
+
+fn default_heartbeat() -> Located<u32> {
+    Located::new(DEFAULT_HEARTBEAT_MS)
+}
+fn default_election() -> Located<u32> {
+    Located::new(DEFAULT_ELECTION_TIMEOUT_MS)
+}
+fn default_quota() -> Located<u64> {
+    Located::new(DEFAULT_QUOTA_BYTES)
+}
+
+impl Default for EtcdTuning {
+    fn default() -> Self {
+        EtcdTuning {
+            heartbeatms: default_heartbeat(),
+            electiontimeoutms: default_election(),
+            quotabytes: default_quota(),
+        }
+    }
+}
+
+impl EtcdTuning {
+    pub fn is_default(&self) -> bool {
+        *self == EtcdTuning::default()
+    }
+}
+
+/// Snapshots taken every `every`, the newest `keep` kept on `target` (a machine of the Orb,
+/// `provider.machine`, reached over SSH like any other).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdBackup {
+    /// A duration: a number and one of `s`, `m`, `h`, `d`, e.g. `6h`.
+    pub every: Located<String>,
+    #[serde(default = "default_keep")]
+    pub keep: Located<u32>,
+    pub target: Located<String>,
+}
+
+fn default_keep() -> Located<u32> {
+    Located::new(7)
+}
+
+impl EtcdBackup {
+    /// The interval in seconds; `None` when `every` is not a valid duration (rejected by
+    /// validation, so a parsed Orb always has one).
+    pub fn every_secs(&self) -> Option<u64> {
+        parse_duration(&self.every.value).ok()
+    }
+
+    /// `(provider, machine)` of the target; `None` when it is not `provider.machine`.
+    pub fn target_parts(&self) -> Option<(&str, &str)> {
+        self.target.value.split_once('.')
+    }
+}
+
+/// Parses `30s`, `15m`, `6h`, `1d` into seconds. The error says what is wrong.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let unit = s.chars().last().ok_or("the duration is empty")?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => {
+            return Err(format!(
+                "`{s}` has no unit; end it with s, m, h or d (e.g. `6h`)"
+            ));
+        }
+    };
+    let n: u64 = s[..s.len() - 1]
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number followed by s, m, h or d"))?;
+    if n == 0 {
+        return Err(format!("`{s}` is zero"));
+    }
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Orb;
+    use crate::registry::ClusterSpec;
+
+    const BASE: &str = "kind: Orb
+version: v1
+providers:
+  lab:
+    kind: StaticProvider
+    version: v1
+    spec:
+      pools:
+        workers:
+          - {id: w-1, hostname: w-1, ip: 10.0.0.1}
+          - {id: w-2, hostname: w-2, ip: 10.0.0.2}
+          - {id: w-3, hostname: w-3, ip: 10.0.0.3}
+        spare:
+          - {id: s-1, hostname: s-1, ip: 10.0.0.9}
+clusters:
+  kv:
+    kind: EtcdCluster
+    version: v1
+    spec:
+      provider: lab
+      pool: workers
+      nodes: 3
+      version: 3.4.23
+";
+
+    fn parse(extra: &str) -> Result<EtcdCluster, crate::ModelError> {
+        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml")?;
+        let ClusterSpec::Etcd(e) = &orb.clusters.values().next().unwrap().spec;
+        Ok(e.clone())
+    }
+
+    fn line_of(extra: &str, needle: &str) -> u64 {
+        format!("{BASE}{extra}")
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap() as u64
+            + 1
+    }
+
+    #[test]
+    fn defaults_when_absent_and_not_written_back() {
+        let e = parse("").unwrap();
+        assert_eq!(e.tuning, EtcdTuning::default());
+        assert_eq!(e.tuning.quotabytes.value, 2_147_483_648);
+        assert!(e.backup.is_none());
+        let orb = Orb::parse(BASE, "orbiter.yml").unwrap();
+        let yaml = orb.to_yaml();
+        assert!(!yaml.contains("tuning"), "{yaml}");
+        assert_eq!(Orb::parse(&yaml, "orbiter.yml").unwrap(), orb);
+    }
+
+    #[test]
+    fn tuning_and_backup_parse_and_round_trip() {
+        let extra = "      tuning: {heartbeatms: 50, electiontimeoutms: 500}
+      backup: {every: 6h, keep: 3, target: lab.s-1}
+";
+        let e = parse(extra).unwrap();
+        assert_eq!(e.tuning.heartbeatms.value, 50);
+        assert_eq!(e.tuning.electiontimeoutms.value, 500);
+        assert_eq!(e.tuning.quotabytes.value, DEFAULT_QUOTA_BYTES);
+        let b = e.backup.unwrap();
+        assert_eq!(b.every_secs(), Some(6 * 3600));
+        assert_eq!(b.keep.value, 3);
+        assert_eq!(b.target_parts(), Some(("lab", "s-1")));
+        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml").unwrap();
+        assert_eq!(Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap(), orb);
+    }
+
+    #[test]
+    fn election_timeout_must_be_five_heartbeats() {
+        let extra = "      tuning: {heartbeatms: 300, electiontimeoutms: 1000}\n";
+        let e = parse(extra).unwrap_err();
+        assert_eq!(e.pos.unwrap().line, line_of(extra, "electiontimeoutms"));
+        assert!(e.message.contains("electiontimeoutms"), "{e}");
+        assert!(e.hint.unwrap().contains("1500"), "hint names the minimum");
+    }
+
+    #[test]
+    fn bad_tuning_values_name_the_field() {
+        for (extra, field) in [
+            ("      tuning: {heartbeatms: 0}\n", "heartbeatms"),
+            (
+                "      tuning: {electiontimeoutms: 60000}\n",
+                "electiontimeoutms",
+            ),
+            ("      tuning: {quotabytes: 0}\n", "quotabytes"),
+            ("      tuning: {quotabytes: 9999999999999}\n", "quotabytes"),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(e.message.contains(field), "{extra}: {e}");
+            assert_eq!(e.pos.unwrap().line, line_of(extra, "tuning"), "{extra}");
+            assert!(e.hint.is_some(), "{extra}");
+        }
+    }
+
+    #[test]
+    fn unknown_tuning_field_is_refused() {
+        let e = parse("      tuning: {heartbeat: 10}\n").unwrap_err();
+        assert!(e.message.contains("unknown field `heartbeat`"), "{e}");
+    }
+
+    #[test]
+    fn bad_backup_values() {
+        for (extra, needle) in [
+            ("      backup: {every: 6, target: lab.s-1}\n", "no unit"),
+            (
+                "      backup: {every: xh, target: lab.s-1}\n",
+                "whole number",
+            ),
+            ("      backup: {every: 0m, target: lab.s-1}\n", "zero"),
+            (
+                "      backup: {every: 1h, keep: 0, target: lab.s-1}\n",
+                "keep",
+            ),
+            (
+                "      backup: {every: 1h, target: s-1}\n",
+                "provider.machine",
+            ),
+            (
+                "      backup: {every: 1h, target: lbb.s-1}\n",
+                "provider `lbb`",
+            ),
+            (
+                "      backup: {every: 1h, target: lab.s-2}\n",
+                "no machine `s-2`",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(e.message.contains(needle), "{extra}: {e}");
+            assert!(e.pos.is_some(), "{extra}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(30));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
+    }
 }
