@@ -1,0 +1,5 @@
+//! The `EtcdCluster` kind's own logic, without I/O: certificates, the node-agent items of a
+//! member, the observation command and its parser, the membership steps and the quorum-aware
+//! planner. Orbiter runs the commands over SSH and commits the record.
+
+pub mod tls;
