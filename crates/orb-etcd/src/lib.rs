@@ -2,4 +2,7 @@
 //! member, the observation command and its parser, the membership steps and the quorum-aware
 //! planner. Orbiter runs the commands over SSH and commits the record.
 
+pub mod items;
+pub mod observe;
+pub mod steps;
 pub mod tls;
