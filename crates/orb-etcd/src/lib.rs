@@ -4,5 +4,7 @@
 
 pub mod items;
 pub mod observe;
+pub mod plan;
+pub mod record;
 pub mod steps;
 pub mod tls;

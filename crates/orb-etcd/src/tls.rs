@@ -9,6 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use time::{Duration, OffsetDateTime};
@@ -57,6 +58,8 @@ pub struct Ca {
 /// What one member needs on disk besides the CA certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberCerts {
+    /// The address the certificates name; a member moved to another address needs new ones.
+    pub ip: IpAddr,
     /// For clients (port 2379); also used by etcd as a client of itself (gRPC gateway).
     pub server: CertPem,
     /// For the other members (port 2380), in both directions.
@@ -175,6 +178,7 @@ pub fn member_certs(ca: &Ca, name: &str, ip: IpAddr) -> Result<MemberCerts, TlsE
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     Ok(MemberCerts {
+        ip,
         server: leaf(ca, name, member_sans(name, ip)?, both.clone())?,
         peer: leaf(ca, name, member_sans(name, ip)?, both)?,
     })
@@ -188,6 +192,47 @@ pub fn client_cert(ca: &Ca, user: &str) -> Result<CertPem, TlsError> {
         Vec::new(),
         vec![ExtendedKeyUsagePurpose::ClientAuth],
     )
+}
+
+/// Everything secret a cluster has: the CA, Orbiter's client certificate and each member's
+/// certificates by member name. Orbiter keeps it encrypted in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSecrets {
+    pub ca: Ca,
+    pub client: CertPem,
+    pub members: BTreeMap<String, MemberCerts>,
+}
+
+/// Completes `have` for `members` (`(name, ip)`): a CA and client certificate when there are
+/// none, certificates for members without any or whose address changed. Returns whether
+/// anything was generated (then the caller stores the result before using it).
+pub fn ensure_secrets(
+    cluster: &str,
+    have: Option<ClusterSecrets>,
+    members: &[(String, IpAddr)],
+) -> Result<(ClusterSecrets, bool), TlsError> {
+    let mut changed = false;
+    let mut s = match have {
+        Some(s) => s,
+        None => {
+            changed = true;
+            let ca = generate_ca(cluster)?;
+            let client = client_cert(&ca, "orbiter")?;
+            ClusterSecrets {
+                ca,
+                client,
+                members: BTreeMap::new(),
+            }
+        }
+    };
+    for (name, ip) in members {
+        if s.members.get(name).is_none_or(|c| c.ip != *ip) {
+            s.members
+                .insert(name.clone(), member_certs(&s.ca, name, *ip)?);
+            changed = true;
+        }
+    }
+    Ok((s, changed))
 }
 
 #[cfg(test)]
@@ -221,6 +266,18 @@ mod tests {
         let year = OffsetDateTime::now_utc().year();
         assert!(ca.pem.not_after.starts_with(&(year + 10).to_string()));
         assert!(m.server.not_after.starts_with(&(year + 5).to_string()));
+    }
+
+    #[test]
+    fn ensure_secrets_fills_gaps_only() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let (s, changed) = ensure_secrets("kv", None, &[("a".into(), a)]).unwrap();
+        assert!(changed && s.members.len() == 1);
+        let (s2, changed) = ensure_secrets("kv", Some(s.clone()), &[("a".into(), a)]).unwrap();
+        assert!(!changed && s2 == s);
+        let (s3, changed) = ensure_secrets("kv", Some(s.clone()), &[("a".into(), b)]).unwrap();
+        assert!(changed && s3.members["a"].ip == b && s3.ca == s.ca);
     }
 
     #[test]
