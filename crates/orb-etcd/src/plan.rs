@@ -419,14 +419,6 @@ fn wipe_removed(cx: &mut Ctx<'_>) {
             }
         }
     }
-    // Candidates that are not (and were never recorded as) members can go any time.
-    for c in cx.i.candidates {
-        let involved = cx.out.record.members.iter().any(|m| m.name == c.machine)
-            || cx.out.record.removed.iter().any(|m| m.name == c.machine);
-        if !involved && cx.obs(&c.machine).is_none_or(|v| !v.data_dir) {
-            cx.out.releasable.insert(c.machine.clone());
-        }
-    }
 }
 
 fn usable(c: &Candidate) -> bool {
@@ -775,7 +767,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         .record
         .members
         .iter()
-        .filter(|m| m.state == MemberState::Member)
+        .filter(|m| m.state == MemberState::Member && m.id != leader)
         .filter(|m| {
             let gone = cx.cand(&m.name).is_none_or(|c| c.gone);
             let long = m
@@ -915,40 +907,48 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         (Some(lo), Some(hi)) => version_step(lo, desired_v).and(version_step(hi, desired_v)),
         _ => Ok(()),
     };
-    let target_package = match &version_ok {
-        Ok(()) => i.package.to_owned(),
-        Err(e) => {
-            cx.wait(format!(
-                "version {desired_v} refused: {e}; the members keep their version"
-            ));
-            // New members get what the cluster runs.
-            members
-                .iter()
-                .map(|m| m.package.clone())
-                .min_by_key(|p| semver(p))
-                .unwrap_or_else(|| i.package.to_owned())
+    // The package each member should run: the desired one, or (refused) the one it has.
+    let version_refused = version_ok.is_err();
+    if let Err(e) = &version_ok {
+        cx.wait(format!(
+            "version {desired_v} refused: {e}; the members keep their version"
+        ));
+    }
+    let wanted = |m: &MemberRecord| -> String {
+        if version_refused {
+            m.package.clone()
+        } else {
+            i.package.to_owned()
         }
+    };
+    // New members get the desired package, or (refused) the oldest the cluster runs.
+    let target_package = if version_refused {
+        members
+            .iter()
+            .map(|m| m.package.clone())
+            .min_by_key(|p| semver(p))
+            .unwrap_or_else(|| i.package.to_owned())
+    } else {
+        i.package.to_owned()
     };
     let behind: Vec<&MemberRecord> = members
         .iter()
-        .filter(|m| m.package != target_package || m.tuning != cx.tuning)
+        .filter(|m| m.package != wanted(m) || m.tuning != cx.tuning)
         .collect();
+    // A member just rolled must run its new version before the next one is touched.
+    let unsettled = members.iter().find(|m| {
+        semver(&m.package).is_some() && m.version.as_deref().and_then(semver) != semver(&m.package)
+    });
+    if let Some(u) = unsettled {
+        cx.wait(format!(
+            "rolling change waits for {} to run {} (it reports {})",
+            u.name,
+            u.package,
+            u.version.as_deref().unwrap_or("nothing")
+        ));
+        return;
+    }
     if !behind.is_empty() {
-        // A member just rolled must run its new version before the next one is touched.
-        let unsettled = members.iter().find(|m| {
-            m.package == target_package
-                && semver(&m.package).is_some()
-                && m.version.as_deref().and_then(semver) != semver(&m.package)
-        });
-        if let Some(u) = unsettled {
-            cx.wait(format!(
-                "rolling change waits for {} to run {} (it reports {})",
-                u.name,
-                u.package,
-                u.version.as_deref().unwrap_or("nothing")
-            ));
-            return;
-        }
         let followers: Vec<&&MemberRecord> = behind.iter().filter(|m| m.id != leader).collect();
         let next = followers
             .iter()
@@ -981,13 +981,14 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         };
         let tuning = cx.tuning;
         let now = i.now;
+        let package = wanted(&m);
         if let Some(r) = cx.member_mut(&m.name) {
-            r.package = target_package.clone();
+            r.package = package.clone();
             r.tuning = tuning;
             r.changed_at = Some(now);
         }
         cx.wait(format!(
-            "rolling change: {} → etcd {target_package}{}; {} more after it",
+            "rolling change: {} → etcd {package}{}; {} more after it",
             m.name,
             if m.tuning != tuning {
                 ", new tuning"
@@ -1159,6 +1160,14 @@ fn build_items(cx: &mut Ctx<'_>) {
         }
     }
     cx.out.items = items;
+    // Candidates that are no member (nor chosen to become one) and hold no data can go.
+    for c in i.candidates {
+        let involved = cx.out.record.members.iter().any(|m| m.name == c.machine)
+            || cx.out.record.removed.iter().any(|m| m.name == c.machine);
+        if !involved && i.observed.get(&c.machine).is_none_or(|v| !v.data_dir) {
+            cx.out.releasable.insert(c.machine.clone());
+        }
+    }
     cx.out.waiting.extend(waits);
     cx.out.record.endpoints.sort();
     if cx.out.record.endpoints.is_empty() {

@@ -888,6 +888,56 @@ fn skipping_a_minor_or_downgrading_is_refused_and_nothing_changes() {
 }
 
 #[test]
+fn a_refused_version_mid_upgrade_downgrades_nobody() {
+    let mut s = bootstrapped(3, 3);
+    s.spec.version = "3.5.16".into();
+    s.package = NEW.into();
+    // Roll until one member runs 3.5.
+    while !s
+        .machines
+        .iter()
+        .any(|m| m.version.as_deref() == Some("3.5.16"))
+    {
+        s.step();
+    }
+    s.spec.version = "3.6.1".into();
+    s.package = "3.6.1-1".into();
+    let packages: Vec<String> = s.record.members.iter().map(|m| m.package.clone()).collect();
+    let p = s.step();
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.contains("version 3.6.1 refused")),
+        "{:?}",
+        p.waiting
+    );
+    let after: Vec<String> = p.record.members.iter().map(|m| m.package.clone()).collect();
+    assert_eq!(after, packages);
+}
+
+#[test]
+fn the_machine_chosen_to_join_is_not_releasable() {
+    let mut s = bootstrapped(4, 3);
+    s.spec.nodes.value = 5;
+    s.machines.push(SimMachine {
+        name: "lab.m5".into(),
+        ip: "10.0.0.5".parse().unwrap(),
+        ..s.machines[3].clone()
+    });
+    let (sec, _) = ensure_secrets(
+        "kv",
+        Some(s.secrets.clone()),
+        &[("lab.m5".into(), "10.0.0.5".parse().unwrap())],
+    )
+    .unwrap();
+    s.secrets = sec;
+    let p = s.step();
+    assert!(matches!(&p.steps[..], [EtcdStep::AddMember { name, .. }] if name == "lab.m4"));
+    assert!(!p.releasable.contains("lab.m4"));
+    assert!(p.releasable.contains("lab.m5"));
+}
+
+#[test]
 fn a_patch_downgrade_within_the_minor_is_allowed() {
     assert!(version_step("3.5.16", "3.5.9").is_ok());
     assert!(version_step("3.4.23", "3.5.0").is_ok());

@@ -151,11 +151,17 @@ impl ClusterRecord {
                     EtcdStep::WipeMember { on, .. } => Some(on.clone()),
                     EtcdStep::Snapshot { .. } | EtcdStep::PruneSnapshots { .. } => None,
                 };
+                let message: String = message.chars().take(500).collect();
+                // The same failure again keeps its first time: no new commit per loop.
+                let at = match &self.last_error {
+                    Some(e) if e.step == step.summary() && e.message == message => e.at,
+                    _ => now,
+                };
                 self.last_error = Some(ErrorRecord {
-                    at: now,
+                    at,
                     member,
                     step: step.summary(),
-                    message: message.chars().take(500).collect(),
+                    message,
                 });
             }
         }
