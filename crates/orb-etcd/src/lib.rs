@@ -3,6 +3,7 @@
 //! planner. Orbiter runs the commands over SSH and commits the record.
 
 pub mod items;
+pub mod load;
 pub mod observe;
 pub mod plan;
 pub mod record;

@@ -8,6 +8,7 @@ use orb_etcd::items::{
     ClusterView, InitialState, MemberConfig, Tuning, initial_cluster, member_items, paths,
     removed_items,
 };
+use orb_etcd::load;
 use orb_etcd::observe::{MemberView, observe_command, parse};
 use orb_etcd::steps::{EtcdStep, parse_add_result, parse_snapshot_result};
 use orb_etcd::tls::{self, Ca, CertPem, MemberCerts};
@@ -270,7 +271,7 @@ fn items_and_steps_on_real_machines() {
     g.add_packages(Suite::Trixie, &["etcd-server", "etcd-client"])
         .expect("trixie packages");
     let ms = g
-        .create_machines(&["e1", "e2", "e3", "e4", "e5"])
+        .create_machines(&["e1", "e2", "e3", "e4", "e5", "ld"])
         .expect("machines");
     log(t0, "machines up");
 
@@ -350,6 +351,23 @@ fn items_and_steps_on_real_machines() {
     };
     put_key(&ms[0], "before-scale");
 
+    // --- A load client on the sixth machine writes through every operation below.
+    let ld = &ms[5];
+    write_desired(
+        ld,
+        1,
+        load::client_items(&lab.ca.pem.cert, &lab.client, OLD),
+    );
+    wait_agent(ld, 1, Duration::from_secs(120));
+    let endpoints: Vec<String> = ms[..5]
+        .iter()
+        .map(|m| orb_etcd::items::client_url(IpAddr::V4(m.ip())))
+        .collect();
+    sh_ok(ld, &load::start_command(&endpoints, "load"));
+    let mark = || -> u64 { sh_ok(ld, load::NOW_MS).trim().parse().unwrap() };
+    let mut windows: Vec<(&str, u64, u64)> = Vec::new();
+    let mut t = mark();
+
     // --- Scale out to 5, one member at a time.
     let mut members: Vec<usize> = first.to_vec();
     for new in [3usize, 4] {
@@ -385,6 +403,9 @@ fn items_and_steps_on_real_machines() {
         assert_eq!(v.id, Some(id));
         log(t0, &format!("scaled out to {}", members.len()));
     }
+    let t1 = mark();
+    windows.push(("scale_out_3_to_5", t, t1));
+    t = t1;
     let out = sh_ok(
         &ms[4],
         &format!(
@@ -460,6 +481,9 @@ fn items_and_steps_on_real_machines() {
         healthy_with(4),
     );
     log(t0, "removed e5 (leadership moved away first), wiped");
+    let t1 = mark();
+    windows.push(("leader_moves_and_remove", t, t1));
+    t = t1;
 
     // --- Rolling upgrade of one member 3.4.23 -> 3.5.16 (its config names the version).
     put_key(&ms[0], "before-upgrade");
@@ -490,6 +514,22 @@ fn items_and_steps_on_real_machines() {
     );
     assert_eq!(out.trim(), "v");
     log(t0, "e2 upgraded to 3.5.16, mixed cluster healthy");
+    windows.push(("upgrade_one_member", t, mark()));
+    let log_text = sh_ok(ld, &load::stop_command());
+    // Read back through the members that stayed (e5 was removed).
+    let keys = sh_ok(ld, &load::read_back_command(&endpoints[..4], "load"));
+    let all = load::analyze(&log_text, &keys, "load", None);
+    assert!(all.acked > 20, "the load client barely wrote: {all:?}");
+    assert_eq!(all.lost_acked_writes, 0, "{all:?}");
+    for (op, from, to) in &windows {
+        let r = load::analyze(&log_text, &keys, "load", Some((*from, *to)));
+        eprintln!(
+            "op={op} duration_s={:.1} {r} acked={}",
+            (to - from) as f64 / 1000.0,
+            r.acked
+        );
+        assert_eq!(r.lost_acked_writes, 0, "{op}: {r:?}");
+    }
 
     // --- The observation parser on real 3.4 and 3.5 output.
     let (v34, raw34) = observe(&ms[0]);
