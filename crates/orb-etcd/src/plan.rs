@@ -1002,6 +1002,79 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
 
     // 7. Scale out (and replacements): the first usable candidate that is not a member.
     if members.len() < want {
+        scale_out(
+            cx,
+            &members,
+            want,
+            h,
+            size,
+            &target_package,
+            leader,
+            &healthy_ids,
+        );
+        return;
+    }
+
+    // 8. A scheduled snapshot, from a follower (the leader has enough to do).
+    if backup_due(i.spec, &cx.out.record, i.now) {
+        let from = members
+            .iter()
+            .filter(|m| m.id != leader)
+            .min_by_key(|m| cx.pos(&m.name))
+            .or(members.first());
+        if let Some(m) = from {
+            cx.out.steps.push(EtcdStep::Snapshot {
+                cluster,
+                via: m.name.clone(),
+                path: snapshot_path(i.cluster, i.now),
+            });
+        }
+    }
+}
+
+/// Directory of snapshots, on members (temporarily) and on the backup target.
+pub const SNAPSHOT_DIR: &str = "/var/backups/orb-etcd";
+
+/// `<dir>/<cluster>-<UTC time>.db`; names sort by time, which pruning relies on.
+pub fn snapshot_path(cluster: &str, now: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(now as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{SNAPSHOT_DIR}/{cluster}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A backup is configured and the last one is older than its interval (or there is none).
+pub fn backup_due(spec: &EtcdCluster, record: &ClusterRecord, now: u64) -> bool {
+    let Some(every) = spec.backup.as_ref().and_then(|b| b.every_secs()) else {
+        return false;
+    };
+    record
+        .last_backup
+        .as_ref()
+        .is_none_or(|b| now.saturating_sub(b.at) >= every)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scale_out(
+    cx: &mut Ctx<'_>,
+    members: &[MemberRecord],
+    want: usize,
+    h: usize,
+    size: usize,
+    target_package: &str,
+    leader: Option<u64>,
+    healthy_ids: &BTreeSet<u64>,
+) {
+    let i = cx.i;
+    let cluster = i.cluster.to_owned();
+    {
         let next = i.candidates.iter().find(|c| {
             usable(c)
                 && !cx.out.record.members.iter().any(|m| m.name == c.machine)
@@ -1034,7 +1107,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
             ));
             return;
         }
-        let Some(via) = via_for(cx, &c.machine) else {
+        let Some(via) = via(cx, leader, healthy_ids, &c.machine) else {
             return;
         };
         let mut peers: Vec<(&str, IpAddr)> =
@@ -1043,7 +1116,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         let ic = initial_cluster(peers);
         let m = joining(
             c,
-            target_package,
+            target_package.to_owned(),
             cx.tuning,
             &ic,
             InitialState::Existing,

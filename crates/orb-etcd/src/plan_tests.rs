@@ -298,6 +298,7 @@ impl Sim {
                 m.running = false;
                 Ok("@@wiped".into())
             }
+            EtcdStep::Snapshot { .. } => Ok(format!("@@snapshot 20480 {}", "ab".repeat(32))),
             _ => Ok(String::new()),
         }
     }
@@ -1128,4 +1129,74 @@ fn quorum_and_semver() {
     assert_eq!([1, 2, 3, 4, 5].map(quorum), [1, 2, 2, 3, 3]);
     assert_eq!(semver("3.4.23-4+b4"), Some((3, 4, 23)));
     assert_eq!(semver("3.5"), None);
+}
+
+#[test]
+fn scheduled_snapshot_from_a_follower_recorded_then_not_due() {
+    let mut s = bootstrapped(3, 3);
+    s.spec.backup = Some(orb_model::kinds::etcd_cluster::EtcdBackup {
+        every: Located::new("1h".into()),
+        keep: Located::new(3),
+        target: Located::new("lab.m3".into()),
+    });
+    let p = s.step();
+    let [EtcdStep::Snapshot { via, path, .. }] = &p.steps[..] else {
+        panic!("{:?}", p.steps)
+    };
+    assert_ne!(Some(via), s.record.leader.as_ref(), "not from the leader");
+    assert!(
+        path.starts_with("/var/backups/orb-etcd/kv-19700112T"),
+        "{path}"
+    );
+    let b = s.record.last_backup.clone().expect("recorded");
+    assert_eq!((b.size, b.at), (20480, s.now - 10));
+    assert_eq!(b.location, format!("{via}:{path}"));
+    let p = s.step();
+    assert!(p.steps.is_empty(), "not due again: {:?}", p.steps);
+    s.now += 3600;
+    assert!(matches!(&s.step().steps[..], [EtcdStep::Snapshot { .. }]));
+}
+
+#[test]
+fn a_leader_orbiter_cannot_reach_is_not_replaced() {
+    let mut s = bootstrapped(4, 3);
+    let leader = s.record.leader.clone().unwrap();
+    // Orbiter loses SSH to the leader's machine; etcd itself is fine.
+    let obs_before = s.observed();
+    s.m(&leader).reachable = false;
+    s.now += 2 * GRACE;
+    let cands = s.candidates();
+    let mut obs = obs_before.clone();
+    obs.remove(&leader);
+    let mut rec = s.record.clone();
+    for m in &mut rec.members {
+        if m.name == leader {
+            m.unhealthy_since = Some(s.now - 2 * GRACE);
+        }
+    }
+    let p = plan(&PlanInput {
+        cluster: "kv",
+        spec: &s.spec,
+        package: &s.package,
+        candidates: &cands,
+        observed: &obs,
+        record: &rec,
+        secrets: &s.secrets,
+        now: s.now,
+        grace_secs: GRACE,
+    });
+    assert!(
+        !p.steps
+            .iter()
+            .any(|st| matches!(st, EtcdStep::RemoveMember { name, .. } if name == &leader)),
+        "{:?}",
+        p.steps
+    );
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.contains("waiting for all members to be healthy")),
+        "{:?}",
+        p.waiting
+    );
 }
