@@ -16,7 +16,7 @@ const END: &str = "@@end";
 /// etcdctl against the local member with the client certificate, JSON output.
 pub fn etcdctl(cluster: &str) -> String {
     format!(
-        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{CLIENT_PORT} --cacert={ca} --cert={crt} --key={key} --dial-timeout=2s --command-timeout=5s",
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{CLIENT_PORT} --cacert={ca} --cert={crt} --key={key} --dial-timeout=2s --command-timeout=3s",
         ca = paths::pki_file(cluster, "ca.crt"),
         crt = paths::pki_file(cluster, "client.crt"),
         key = paths::pki_file(cluster, "client.key"),
@@ -39,18 +39,26 @@ if command -v etcdctl >/dev/null 2>&1 && [ -r {key} ]; then\n",
         key = paths::pki_file(cluster, "client.key"),
         config = paths::config(cluster),
     );
-    for (tag, args) in [
+    // A member that does not answer its status is not asked the rest: each question would
+    // wait for its own timeout.
+    for (k, (tag, args)) in [
         ("status", "endpoint status"),
         ("health", "endpoint health"),
         ("members", "member list"),
         ("alarms", "alarm list"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         s.push_str(&format!(
             "  out=$({e} -w json {args} 2>&1); rc=$?; echo \"@@{tag} $rc\"; printf '%s\\n' \"$out\"\n"
         ));
+        if k == 0 {
+            s.push_str("  if [ $rc -eq 0 ]; then\n");
+        }
     }
     s.push_str(&format!(
-        "else echo '@@noclient etcdctl or the client key is missing'; fi\necho '{END}'\n"
+        "  fi\nelse echo '@@noclient etcdctl or the client key is missing'; fi\necho '{END}'\n"
     ));
     s
 }

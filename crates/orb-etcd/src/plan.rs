@@ -358,7 +358,7 @@ fn refresh_observed(cx: &mut Ctx<'_>, list: Option<(&MemberView, &[MemberEntry])
         cx.rec().leader = leader;
         cx.rec().endpoints = l
             .iter()
-            .filter(|e| e.started)
+            .filter(|e| e.started && !e.learner)
             .flat_map(|e| e.client_urls.clone())
             .collect();
         cx.rec().alarms = view.alarms.clone();
@@ -536,7 +536,9 @@ fn joining(
 /// One decision on a cluster that a healthy member confirmed.
 fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
     let i = cx.i;
-    let size = list.len();
+    // Quorum is counted among voters; a learner (a member being added) has no vote.
+    let voters: Vec<&MemberEntry> = list.iter().filter(|e| !e.learner).collect();
+    let size = voters.len();
     let healthy_ids: BTreeSet<u64> = cx
         .out
         .record
@@ -544,10 +546,10 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         .iter()
         .filter(|m| cx.healthy(&m.name))
         .filter_map(|m| m.id)
-        .filter(|id| list.iter().any(|e| e.id == *id))
+        .filter(|id| voters.iter().any(|e| e.id == *id))
         .collect();
     let h = healthy_ids.len();
-    let all_healthy = h == size && list.iter().all(|e| e.started);
+    let all_healthy = h == size && voters.iter().all(|e| e.started);
     let leader = view.leader;
     let via_for = |cx: &Ctx<'_>, exclude: &str| via(cx, leader, &healthy_ids, exclude);
     let cluster = i.cluster.to_owned();
@@ -588,14 +590,6 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
                     ));
                     return;
                 }
-                if h < quorum(size + 1) {
-                    cx.wait(format!(
-                        "adding {} waits: {h} healthy members are not a quorum of {}",
-                        m.name,
-                        size + 1
-                    ));
-                    return;
-                }
                 let Some(via) = via_for(cx, &m.name) else {
                     cx.wait(format!("adding {} waits: no healthy member to ask", m.name));
                     return;
@@ -608,8 +602,37 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
                 });
                 return;
             }
+            Some(e)
+                if e.learner
+                    && e.started
+                    && cx.cand(&m.name).is_some_and(|c| c.reachable && !c.gone) =>
+            {
+                // Started and connected: make it a voter (etcd refuses until it caught up,
+                // a refusal is retried). With it, the healthy voters are h + 1.
+                if h + 1 < quorum(size + 1) {
+                    cx.wait(format!(
+                        "promoting {} waits: {h} of {size} voters healthy",
+                        m.name
+                    ));
+                    return;
+                }
+                let Some(via) = via_for(cx, &m.name) else {
+                    cx.wait(format!(
+                        "promoting {} waits: no healthy member to ask",
+                        m.name
+                    ));
+                    return;
+                };
+                cx.out.steps.push(EtcdStep::PromoteMember {
+                    cluster,
+                    via,
+                    id: e.id,
+                    name: m.name.clone(),
+                });
+                return;
+            }
             Some(e) => {
-                if cx.healthy(&m.name) && e.started {
+                if cx.healthy(&m.name) && e.started && !e.learner {
                     if let Some(r) = cx.member_mut(&m.name) {
                         r.state = MemberState::Member;
                     }
@@ -678,6 +701,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
             return;
         };
         let is_healthy = healthy_ids.contains(&id);
+        let is_learner = list.iter().any(|e| e.id == id && e.learner);
         if Some(id) == leader {
             let to = cx
                 .out
@@ -708,7 +732,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
             return;
         }
         let after = if is_healthy { h - 1 } else { h };
-        if after < quorum(size - 1) {
+        if !is_learner && after < quorum(size - 1) {
             cx.wait(format!(
                 "removing {} waits: {h} of {size} members healthy, removing it would leave {after} healthy of {} (quorum {})",
                 m.name,
@@ -1002,16 +1026,7 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
 
     // 7. Scale out (and replacements): the first usable candidate that is not a member.
     if members.len() < want {
-        scale_out(
-            cx,
-            &members,
-            want,
-            h,
-            size,
-            &target_package,
-            leader,
-            &healthy_ids,
-        );
+        scale_out(cx, &members, want, &target_package, leader, &healthy_ids);
         return;
     }
 
@@ -1061,13 +1076,11 @@ pub fn backup_due(spec: &EtcdCluster, record: &ClusterRecord, now: u64) -> bool 
         .is_none_or(|b| now.saturating_sub(b.at) >= every)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Adds the first usable candidate that is no member, as a learner: no quorum change.
 fn scale_out(
     cx: &mut Ctx<'_>,
     members: &[MemberRecord],
     want: usize,
-    h: usize,
-    size: usize,
     target_package: &str,
     leader: Option<u64>,
     healthy_ids: &BTreeSet<u64>,
@@ -1098,13 +1111,6 @@ fn scale_out(
                 cluster,
                 on: c.machine.clone(),
             });
-            return;
-        }
-        if h < quorum(size + 1) {
-            cx.wait(format!(
-                "scale out waits: {h} healthy are not a quorum of {}",
-                size + 1
-            ));
             return;
         }
         let Some(via) = via(cx, leader, healthy_ids, &c.machine) else {

@@ -35,6 +35,7 @@ struct SimMember {
     peer: String,
     name: String,
     started: bool,
+    learner: bool,
 }
 
 struct Sim {
@@ -152,18 +153,22 @@ impl Sim {
         self.members.iter().find(|x| x.peer == peer_url(m.ip))
     }
 
+    fn voters(&self) -> usize {
+        self.members.iter().filter(|x| !x.learner).count()
+    }
+
     fn has_quorum(&self) -> bool {
         let started_running = self
             .members
             .iter()
-            .filter(|x| x.started)
+            .filter(|x| x.started && !x.learner)
             .filter(|x| {
                 self.machines
                     .iter()
                     .any(|m| peer_url(m.ip) == x.peer && m.running && !m.gone && m.reachable)
             })
             .count();
-        !self.members.is_empty() && started_running >= quorum(self.members.len())
+        self.voters() > 0 && started_running >= quorum(self.voters())
     }
 
     fn observed(&self) -> BTreeMap<String, MemberView> {
@@ -175,7 +180,8 @@ impl Sim {
             }
             let mem = self.member_of(m);
             let serving = m.running && mem.is_some_and(|x| x.started);
-            let healthy = serving && q;
+            // A learner fails etcd's health check (no linearizable reads).
+            let healthy = serving && q && mem.is_some_and(|x| !x.learner);
             let list = self
                 .members
                 .iter()
@@ -193,7 +199,7 @@ impl Sim {
                         vec![]
                     },
                     started: x.started,
-                    learner: false,
+                    learner: x.learner,
                 })
                 .collect();
             out.insert(
@@ -263,8 +269,20 @@ impl Sim {
                     peer: peer_url.clone(),
                     name: name.clone(),
                     started: false,
+                    learner: true,
                 });
-                Ok(format!("{{\"member\":{{\"ID\":{id}}}}}"))
+                Ok(format!("{{\"member\":{{\"ID\":{id},\"isLearner\":true}}}}"))
+            }
+            EtcdStep::PromoteMember { id, .. } => {
+                assert!(self.has_quorum(), "promote without quorum: {s:?}");
+                let x = self
+                    .members
+                    .iter_mut()
+                    .find(|x| x.id == *id)
+                    .ok_or("member not found")?;
+                assert!(x.started, "promoting a learner that never started");
+                x.learner = false;
+                Ok(String::new())
             }
             EtcdStep::RemoveMember { id, .. } => {
                 assert!(self.has_quorum(), "remove without quorum: {s:?}");
@@ -334,6 +352,7 @@ impl Sim {
                         peer: url.into(),
                         name: name.into(),
                         started: false,
+                        learner: false,
                     });
                 }
             }
@@ -377,7 +396,9 @@ impl Sim {
                 .iter()
                 .filter(|s| matches!(
                     s,
-                    EtcdStep::AddMember { .. } | EtcdStep::RemoveMember { .. }
+                    EtcdStep::AddMember { .. }
+                        | EtcdStep::RemoveMember { .. }
+                        | EtcdStep::PromoteMember { .. }
                 ))
                 .count()
                 <= 1,
@@ -542,6 +563,12 @@ fn scale_out_one_member_at_a_time_then_in_highest_first() {
         .map(|(i, _)| *i)
         .collect();
     assert_eq!(adds.len(), 2);
+    let promotes = s
+        .log
+        .iter()
+        .filter(|(_, st)| matches!(st, EtcdStep::PromoteMember { .. }))
+        .count();
+    assert_eq!(promotes, 2, "every learner is promoted once");
     assert!(
         adds[1] > adds[0] + 1,
         "the second add waits for the first member to be healthy"
@@ -1073,6 +1100,7 @@ fn unknown_unstarted_member_is_removed_started_one_left_alone() {
         peer: "https://10.9.9.9:2380".into(),
         name: String::new(),
         started: false,
+        learner: false,
     });
     // 4 listed, 3 healthy: quorum of 4 is 3, still healthy.
     let p = s.step();
@@ -1087,6 +1115,7 @@ fn unknown_unstarted_member_is_removed_started_one_left_alone() {
         peer: "https://10.9.9.8:2380".into(),
         name: "theirs".into(),
         started: true,
+        learner: false,
     });
     let p = s.plan();
     assert!(p.steps.is_empty());
@@ -1197,6 +1226,38 @@ fn a_leader_orbiter_cannot_reach_is_not_replaced() {
             .iter()
             .any(|w| w.contains("waiting for all members to be healthy")),
         "{:?}",
+        p.waiting
+    );
+}
+
+#[test]
+fn one_member_grows_to_three_through_learners() {
+    // A voter added to a single member would need both to vote before it ever started; as a
+    // learner it has no vote until it is promoted, running.
+    let mut s = bootstrapped(3, 1);
+    assert_eq!(s.started_members(), ["lab.m1"]);
+    s.spec.nodes.value = 3;
+    s.converge(30);
+    assert_eq!(s.started_members(), ["lab.m1", "lab.m2", "lab.m3"]);
+    assert!(s.members.iter().all(|x| !x.learner));
+}
+
+#[test]
+fn a_learner_that_never_starts_is_removed_without_touching_quorum() {
+    let mut s = bootstrapped(4, 3);
+    s.spec.nodes.value = 5;
+    s.machines.truncate(4);
+    s.m("lab.m4").broken = true;
+    s.step();
+    assert!(s.members.iter().any(|x| x.learner));
+    s.now += GRACE;
+    // Even with a voter down, the learner can go: it has no vote.
+    s.m("lab.m2").reachable = false;
+    let p = s.step();
+    assert!(
+        matches!(&p.steps[..], [EtcdStep::RemoveMember { name, .. }] if name == "lab.m4"),
+        "{:?} {:?}",
+        p.steps,
         p.waiting
     );
 }

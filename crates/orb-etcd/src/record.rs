@@ -23,7 +23,8 @@ pub struct ClusterRecord {
     /// Member name of the leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// Client URLs of the started members (what clients should be given).
+    /// Client URLs of the started voters (what clients should be given: a learner refuses
+    /// client requests).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
     /// Active alarms (`NOSPACE@<member id>`).
@@ -146,6 +147,7 @@ impl ClusterRecord {
             Err(message) => {
                 let member = match step {
                     EtcdStep::AddMember { name, .. }
+                    | EtcdStep::PromoteMember { name, .. }
                     | EtcdStep::RemoveMember { name, .. }
                     | EtcdStep::MoveLeader { to_name: name, .. } => Some(name.clone()),
                     EtcdStep::WipeMember { on, .. } => Some(on.clone()),

@@ -12,13 +12,21 @@ use serde_json::Value;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum EtcdStep {
-    /// `member add` through the member on `via`; the new member is then started with
-    /// `initial-cluster-state: existing`.
+    /// `member add --learner` through the member on `via`; the new member is then started
+    /// with `initial-cluster-state: existing`. A learner has no vote, so adding it never
+    /// changes the quorum; [`EtcdStep::PromoteMember`] makes it a voter once it caught up.
     AddMember {
         cluster: String,
         via: String,
         name: String,
         peer_url: String,
+    },
+    /// `member promote`: the learner becomes a voter (etcd refuses until it is in sync).
+    PromoteMember {
+        cluster: String,
+        via: String,
+        id: u64,
+        name: String,
     },
     RemoveMember {
         cluster: String,
@@ -61,6 +69,7 @@ impl EtcdStep {
     pub fn machine(&self) -> &str {
         match self {
             EtcdStep::AddMember { via, .. }
+            | EtcdStep::PromoteMember { via, .. }
             | EtcdStep::RemoveMember { via, .. }
             | EtcdStep::MoveLeader { via, .. }
             | EtcdStep::Snapshot { via, .. } => via,
@@ -85,7 +94,16 @@ impl EtcdStep {
                 via,
                 name,
                 peer_url,
-            } => format!("etcd {cluster}: add member {name} ({peer_url}) via {via}"),
+            } => format!("etcd {cluster}: add member {name} ({peer_url}) as a learner via {via}"),
+            EtcdStep::PromoteMember {
+                cluster,
+                via,
+                id,
+                name,
+            } => format!(
+                "etcd {cluster}: promote learner {name} ({}) to voter via {via}",
+                hex_id(*id)
+            ),
             EtcdStep::RemoveMember {
                 cluster,
                 via,
@@ -133,9 +151,19 @@ impl EtcdStep {
                 format!(
                     "set -u\nlist=$({e} -w json member list) || {{ echo \"member list failed: $list\" >&2; exit 1; }}\n\
 case \"$list\" in *'\"{peer_url}\"'*) echo '@@already'; printf '%s\\n' \"$list\"; exit 0;; esac\n\
-{e} -w json member add {name} --peer-urls={peer}\n",
+{e} -w json member add {name} --peer-urls={peer} --learner\n",
                     name = quote(name),
                     peer = quote(peer_url),
+                )
+            }
+            EtcdStep::PromoteMember { cluster, id, .. } => {
+                // A voter already (a previous run promoted it): etcd says it is no learner.
+                format!(
+                    "out=$({e} member promote {hex} 2>&1) && {{ printf '%s\\n' \"$out\"; exit 0; }}\n\
+case \"$out\" in *'can only promote a learner member which is in sync'*) ;; *'can only promote a learner member'*|*'is not a learner'*) echo '@@already a voter'; exit 0;; esac\n\
+printf '%s\\n' \"$out\" >&2; exit 1\n",
+                    e = etcdctl(cluster),
+                    hex = hex_id(*id),
                 )
             }
             EtcdStep::RemoveMember { cluster, id, .. } => {

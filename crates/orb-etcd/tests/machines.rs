@@ -363,7 +363,8 @@ fn items_and_steps_on_real_machines() {
         .iter()
         .map(|m| orb_etcd::items::client_url(IpAddr::V4(m.ip())))
         .collect();
-    sh_ok(ld, &load::start_command(&endpoints, "load"));
+    // The voters' endpoints, as the record gives them to clients (a learner refuses requests).
+    sh_ok(ld, &load::start_command(&endpoints[..3], "load"));
     let mark = || -> u64 { sh_ok(ld, load::NOW_MS).trim().parse().unwrap() };
     let mut windows: Vec<(&str, u64, u64)> = Vec::new();
     let mut t = mark();
@@ -386,7 +387,7 @@ fn items_and_steps_on_real_machines() {
         assert_eq!(parse_add_result(&again, &peer).unwrap(), id);
         let v = observe(&ms[0]).0;
         let entry = v.members.unwrap().into_iter().find(|m| m.id == id).unwrap();
-        assert!(!entry.started && entry.name.is_empty());
+        assert!(!entry.started && entry.name.is_empty() && entry.learner);
         members.push(new);
         write_desired(
             &ms[new],
@@ -394,6 +395,44 @@ fn items_and_steps_on_real_machines() {
             lab.items(&ms, new, OLD, &members, InitialState::Existing),
         );
         wait_agent(&ms[new], lab.generation, Duration::from_secs(120));
+        // The learner started: what it reports about itself, then its promotion (etcd
+        // refuses until it caught up; the planner retries the same way).
+        let lv = wait_member(
+            &ms[0],
+            "the learner started",
+            Duration::from_secs(60),
+            |v| {
+                v.members
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|e| e.id == id && e.started && e.learner))
+            },
+        );
+        assert!(lv.healthy, "voters stay healthy while a learner joins");
+        let (own, raw) = observe(&ms[new]);
+        eprintln!(
+            "learner's own view: running={} healthy={} error={:?}",
+            own.running, own.healthy, own.error
+        );
+        assert!(!own.healthy, "a learner is not counted healthy: {raw}");
+        let promote = EtcdStep::PromoteMember {
+            cluster: CLUSTER.into(),
+            via: ms[0].id().into(),
+            id,
+            name: ms[new].id().into(),
+        };
+        let start = Instant::now();
+        loop {
+            let (ok, out) = sh(&ms[0], &promote.command());
+            if ok {
+                break;
+            }
+            assert!(
+                out.contains("in sync") && start.elapsed() < Duration::from_secs(30),
+                "promote failed: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(run_step(&ms, &promote).contains("@@already a voter"));
         let v = wait_member(
             &ms[new],
             "the new member healthy",
