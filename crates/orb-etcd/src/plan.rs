@@ -62,7 +62,7 @@ pub struct PlanInput<'a> {
     pub grace_secs: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EtcdPlan {
     pub steps: Vec<EtcdStep>,
     pub waiting: Vec<String>,
@@ -71,6 +71,24 @@ pub struct EtcdPlan {
     pub items: BTreeMap<String, Vec<Value>>,
     pub record: ClusterRecord,
     pub releasable: BTreeSet<String>,
+}
+
+/// Items carry private keys: Debug shows how many items each machine gets, not what they are.
+impl std::fmt::Debug for EtcdPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: BTreeMap<&str, usize> = self
+            .items
+            .iter()
+            .map(|(m, i)| (m.as_str(), i.len()))
+            .collect();
+        f.debug_struct("EtcdPlan")
+            .field("steps", &self.steps)
+            .field("waiting", &self.waiting)
+            .field("items (count)", &items)
+            .field("record", &self.record)
+            .field("releasable", &self.releasable)
+            .finish()
+    }
 }
 
 /// Votes needed among `n` members.

@@ -1261,3 +1261,17 @@ fn a_learner_that_never_starts_is_removed_without_touching_quorum() {
         p.waiting
     );
 }
+
+#[test]
+fn plan_debug_never_shows_private_keys() {
+    let mut s = Sim::new(3, 3);
+    let p = s.step();
+    assert!(
+        p.items["lab.m1"]
+            .iter()
+            .any(|i| i.to_string().contains("PRIVATE KEY"))
+    );
+    let dbg = format!("{p:?}");
+    assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
+    assert!(dbg.contains("\"lab.m1\": 15"), "{dbg}");
+}
