@@ -325,6 +325,12 @@ fn items_and_steps_on_real_machines() {
     assert_eq!(v.package.as_deref(), Some(OLD));
     assert!(v.data_dir && v.running && v.leader.is_some() && v.raft_index.unwrap() > 0);
     assert_eq!(v.name.as_deref(), Some("e1"));
+    let disk = v.config.clone().expect("config read back");
+    assert_eq!(
+        (disk.initial_state.as_str(), disk.package.as_str()),
+        ("new", OLD)
+    );
+    assert_eq!(disk.initial_cluster.matches("https://").count(), 3);
     assert!(v.alarms.is_empty(), "{:?}", v.alarms);
     // The packaged instance never ran: no default data, only our listeners.
     for &i in &first {
@@ -544,6 +550,7 @@ fn items_and_steps_on_real_machines() {
     );
     assert_eq!(v.id, e2_before.id, "the member keeps its identity and data");
     assert_eq!(v.package.as_deref(), Some(NEW));
+    assert_eq!(v.config.as_ref().map(|c| c.package.as_str()), Some(NEW));
     let out = sh_ok(
         &ms[1],
         &format!(
