@@ -151,7 +151,9 @@ impl ClusterRecord {
                     | EtcdStep::RemoveMember { name, .. }
                     | EtcdStep::MoveLeader { to_name: name, .. } => Some(name.clone()),
                     EtcdStep::WipeMember { on, .. } => Some(on.clone()),
-                    EtcdStep::Snapshot { .. } | EtcdStep::PruneSnapshots { .. } => None,
+                    EtcdStep::Snapshot { .. }
+                    | EtcdStep::PruneSnapshots { .. }
+                    | EtcdStep::Restore { .. } => None,
                 };
                 let message: String = message.chars().take(500).collect();
                 // The same failure again keeps its first time: no new commit per loop.

@@ -57,6 +57,17 @@ pub enum EtcdStep {
         dir: String,
         keep: u32,
     },
+    /// Restores `snapshot` (a file on `on`) into the member data directory of `on`, as the
+    /// first member `name` of a new cluster (`initial_cluster` = `name=<its peer URL>`); the
+    /// member's items then start it. Refuses a data directory that holds data. Prints the
+    /// snapshot's revision, key count and hash (`@@restored …`) for the drill's report.
+    Restore {
+        cluster: String,
+        on: String,
+        snapshot: String,
+        name: String,
+        peer_url: String,
+    },
 }
 
 /// Single quotes for sh.
@@ -73,7 +84,9 @@ impl EtcdStep {
             | EtcdStep::RemoveMember { via, .. }
             | EtcdStep::MoveLeader { via, .. }
             | EtcdStep::Snapshot { via, .. } => via,
-            EtcdStep::WipeMember { on, .. } | EtcdStep::PruneSnapshots { on, .. } => on,
+            EtcdStep::WipeMember { on, .. }
+            | EtcdStep::PruneSnapshots { on, .. }
+            | EtcdStep::Restore { on, .. } => on,
         }
     }
 
@@ -134,6 +147,13 @@ impl EtcdStep {
                 dir,
                 keep,
             } => format!("etcd {cluster}: keep the newest {keep} snapshots in {on}:{dir}"),
+            EtcdStep::Restore {
+                cluster,
+                on,
+                snapshot,
+                name,
+                ..
+            } => format!("etcd {cluster}: restore {snapshot} on {on} as new member {name}"),
         }
     }
 
@@ -207,8 +227,60 @@ ls -1 {c}-*.db 2>/dev/null | sort -r | tail -n +{n} | while read -r f; do rm -f 
                 c = quote(cluster),
                 n = *keep as u64 + 1,
             ),
+            EtcdStep::Restore {
+                cluster,
+                snapshot,
+                name,
+                peer_url,
+                ..
+            } => {
+                let data = paths::data(cluster);
+                let snap = quote(snapshot);
+                // 3.5 moved offline snapshot work to etcdutl; Debian's 3.4 only has etcdctl.
+                format!(
+                    "set -eu\n[ -r {snap} ] || {{ echo 'snapshot {snapshot} is missing' >&2; exit 1; }}\n\
+if [ -e {d}/member ]; then echo '{data} already holds data; wipe it first' >&2; exit 1; fi\n\
+if command -v etcdutl >/dev/null 2>&1; then T=etcdutl; else T='env ETCDCTL_API=3 etcdctl'; fi\n\
+st=$($T snapshot status {snap} -w json)\n\
+rm -rf {d}\n\
+if ! out=$($T snapshot restore {snap} --name {n} --data-dir {d} --initial-cluster {ic} --initial-advertise-peer-urls {p} --initial-cluster-token {tok} 2>&1); then rm -rf {d}; printf '%s\\n' \"$out\" >&2; exit 1; fi\n\
+chown -R etcd:etcd {d}\nchmod 700 {d}\necho \"@@restored $st\"\n",
+                    d = quote(&data),
+                    n = quote(name),
+                    ic = quote(&format!("{name}={peer_url}")),
+                    p = quote(peer_url),
+                    tok = quote(&format!("orb-{cluster}")),
+                )
+            }
         }
     }
+}
+
+/// What a restore verified: the snapshot's revision, key count and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub revision: u64,
+    pub total_keys: u64,
+    pub hash: u64,
+}
+
+/// Parses [`EtcdStep::Restore`]'s `@@restored {snapshot status json}` line.
+pub fn parse_restore_result(out: &str) -> Result<RestoreReport, String> {
+    out.lines()
+        .find_map(|l| {
+            let j: Value = serde_json::from_str(l.strip_prefix("@@restored ")?).ok()?;
+            Some(RestoreReport {
+                revision: j.get("revision")?.as_u64()?,
+                total_keys: j.get("totalKey")?.as_u64()?,
+                hash: j.get("hash")?.as_u64()?,
+            })
+        })
+        .ok_or_else(|| {
+            format!(
+                "restore printed no snapshot status: {}",
+                out.trim().chars().take(300).collect::<String>()
+            )
+        })
 }
 
 /// What `member add` reported: the new member's id (also when a previous run added it).

@@ -10,7 +10,7 @@ use orb_etcd::items::{
 };
 use orb_etcd::load;
 use orb_etcd::observe::{MemberView, observe_command, parse};
-use orb_etcd::steps::{EtcdStep, parse_add_result, parse_snapshot_result};
+use orb_etcd::steps::{EtcdStep, parse_add_result, parse_restore_result, parse_snapshot_result};
 use orb_etcd::tls::{self, Ca, CertPem, MemberCerts};
 use orb_machines::{Group, GroupSpec, Host, Machine, Suite};
 use serde_json::{Value, json};
@@ -610,6 +610,66 @@ fn items_and_steps_on_real_machines() {
     let left = sh_ok(&ms[0], "ls /var/backups/orb-etcd");
     assert_eq!(left.split_whitespace().count(), 2, "{left}");
     log(t0, "snapshots taken and pruned");
+
+    // --- Restore drill: the newest snapshot becomes a fresh one-member cluster on e5 (wiped
+    // above), which must serve every key the load client had acknowledged.
+    let newest = "/var/backups/orb-etcd/kv-20260103T000000Z.db";
+    let bytes = std::fs::read(format!("/proc/{}/root{newest}", ms[0].init_pid().unwrap())).unwrap();
+    put(&ms[4], "/var/tmp/restore.db", &bytes);
+    let e5_peer = orb_etcd::items::peer_url(IpAddr::V4(ms[4].ip()));
+    let restore = EtcdStep::Restore {
+        cluster: CLUSTER.into(),
+        on: "e5".into(),
+        snapshot: "/var/tmp/restore.db".into(),
+        name: "e5".into(),
+        peer_url: e5_peer,
+    };
+    let report = parse_restore_result(&run_step(&ms, &restore)).unwrap();
+    assert!(report.total_keys > all.acked, "{report:?}");
+    let (ok, out) = sh(&ms[4], &restore.command());
+    assert!(
+        !ok && out.contains("already holds data"),
+        "a second restore must refuse: {out}"
+    );
+    lab.generation += 1;
+    write_desired(
+        &ms[4],
+        lab.generation,
+        lab.items(&ms, 4, OLD, &[4], InitialState::New),
+    );
+    wait_agent(&ms[4], lab.generation, Duration::from_secs(60));
+    let v = wait_member(
+        &ms[4],
+        "the restored member healthy",
+        Duration::from_secs(60),
+        healthy_with(1),
+    );
+    assert_ne!(
+        v.cluster_id, v34.cluster_id,
+        "a restore makes a new cluster"
+    );
+    let e = orb_etcd::observe::etcdctl(CLUSTER);
+    assert_eq!(
+        sh_ok(
+            &ms[4],
+            &format!("{e} get before-upgrade --print-value-only")
+        )
+        .trim(),
+        "v"
+    );
+    let restored_keys = sh_ok(&ms[4], &format!("{e} get --prefix --keys-only load/"));
+    let lost = load::analyze(&log_text, &restored_keys, "load", None);
+    assert_eq!(
+        lost.lost_acked_writes, 0,
+        "acknowledged writes missing after restore: {lost:?}"
+    );
+    log(
+        t0,
+        &format!(
+            "restore drill: revision {} with {} keys, every acknowledged write readable",
+            report.revision, report.total_keys
+        ),
+    );
 
     // --- A stopped member: observed as not running with the reason, never an error.
     sh_ok(&ms[2], &format!("systemctl stop {}", paths::unit(CLUSTER)));
