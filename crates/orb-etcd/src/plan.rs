@@ -210,6 +210,14 @@ pub fn plan(i: &PlanInput<'_>) -> EtcdPlan {
             } else {
                 cx.wait("no healthy member answers: quorum lost or every member unreachable; nothing is changed until one does");
             }
+            let alarms: BTreeSet<&String> =
+                i.observed.values().flat_map(|v| v.alarms.iter()).collect();
+            if !alarms.is_empty() {
+                cx.wait(format!(
+                    "alarms active: {}; etcd reports every member unhealthy until they are cleared (NOSPACE: compact, defragment, raise tuning.quotabytes, then `etcdctl alarm disarm`)",
+                    alarms.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
         }
         Some((leader_view, l)) => decide(&mut cx, leader_view, l),
     }
@@ -869,10 +877,6 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         ));
         return;
     }
-    if cx.out.record.last_error.is_some() {
-        // Everything is healthy again: the cause is fixed.
-        cx.rec().last_error = None;
-    }
 
     let members: Vec<MemberRecord> = cx
         .out
@@ -982,12 +986,35 @@ fn decide(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
         semver(&m.package).is_some() && m.version.as_deref().and_then(semver) != semver(&m.package)
     });
     if let Some(u) = unsettled {
-        cx.wait(format!(
-            "rolling change waits for {} to run {} (it reports {})",
+        let msg = format!(
+            "{} does not run {} (it reports {})",
             u.name,
             u.package,
             u.version.as_deref().unwrap_or("nothing")
-        ));
+        );
+        // Healthy on the old binary past the grace period: its agent could not apply the
+        // change (package missing, install failed). Say so in the record; nothing else moves.
+        let late = u
+            .changed_at
+            .is_some_and(|t| i.now.saturating_sub(t) >= i.grace_secs);
+        let step = format!("etcd {}: rolling change of {}", i.cluster, u.name);
+        let message = format!("{msg}; check its node agent's current state");
+        if late
+            && cx
+                .out
+                .record
+                .last_error
+                .as_ref()
+                .is_none_or(|e| e.step != step || e.message != message)
+        {
+            cx.rec().last_error = Some(ErrorRecord {
+                at: i.now,
+                member: Some(u.name.clone()),
+                step,
+                message,
+            });
+        }
+        cx.wait(format!("rolling change waits: {msg}"));
         return;
     }
     if !behind.is_empty() {
@@ -1189,7 +1216,8 @@ fn via(
         .map(|m| m.name.clone())
 }
 
-/// Clears the error when its member is healthy and no longer changing.
+/// Clears the error when its member is a healthy member running what it should (the cause
+/// is fixed) and nothing is pending.
 fn settle_error(cx: &mut Ctx<'_>) {
     let Some(e) = cx.out.record.last_error.clone() else {
         return;
@@ -1201,7 +1229,11 @@ fn settle_error(cx: &mut Ctx<'_>) {
             .members
             .iter()
             .find(|m| &m.name == name)
-            .is_none_or(|m| m.state == MemberState::Member && m.healthy)
+            .is_none_or(|m| {
+                m.state == MemberState::Member
+                    && m.healthy
+                    && m.version.as_deref().and_then(semver) == semver(&m.package)
+            })
             && !cx.out.record.removed.iter().any(|r| &r.name == name);
         if fixed && cx.out.steps.is_empty() {
             cx.rec().last_error = None;

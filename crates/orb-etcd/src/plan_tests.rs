@@ -23,6 +23,8 @@ struct SimMachine {
     reachable: bool,
     /// Refuses to run etcd (a broken package, a full disk).
     broken: bool,
+    /// Its agent cannot install another package version: it keeps running the old one.
+    stuck: bool,
     items: Vec<Value>,
     running: bool,
     data: bool,
@@ -108,6 +110,7 @@ impl Sim {
                 gone: false,
                 reachable: true,
                 broken: false,
+                stuck: false,
                 items: Vec::new(),
                 running: false,
                 data: false,
@@ -359,7 +362,9 @@ impl Sim {
             let m = &mut self.machines[k];
             m.running = true;
             m.data = true;
-            m.version = Some(cfg.package.split('-').next().unwrap().to_owned());
+            if !(m.stuck && m.version.is_some()) {
+                m.version = Some(cfg.package.split('-').next().unwrap().to_owned());
+            }
             let peer = peer_url(m.ip);
             if let Some(x) = self.members.iter_mut().find(|x| x.peer == peer) {
                 x.started = true;
@@ -1065,6 +1070,10 @@ fn a_joined_member_that_never_starts_is_removed_again_with_an_error() {
             .message
             .contains("not healthy")
     );
+    assert!(
+        s.record.last_error.is_some(),
+        "the removal that follows does not erase why"
+    );
     assert_eq!(s.members.len(), 3);
 }
 
@@ -1274,4 +1283,59 @@ fn plan_debug_never_shows_private_keys() {
     let dbg = format!("{p:?}");
     assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
     assert!(dbg.contains("\"lab.m1\": 15"), "{dbg}");
+}
+
+#[test]
+fn a_member_stuck_on_the_old_version_stops_the_upgrade_with_an_error() {
+    let mut s = bootstrapped(3, 3);
+    let leader = s.record.leader.clone().unwrap();
+    let first = ["lab.m1", "lab.m2", "lab.m3"]
+        .into_iter()
+        .find(|m| *m != leader)
+        .unwrap();
+    s.m(first).stuck = true;
+    s.spec.version = "3.5.16".into();
+    s.package = NEW.into();
+    let p = s.step();
+    assert_eq!(p.record.member(first).unwrap().package, NEW);
+    let p = s.step();
+    assert!(
+        p.waiting
+            .iter()
+            .any(|w| w.contains(&format!("rolling change waits: {first} does not run {NEW}"))),
+        "{:?}",
+        p.waiting
+    );
+    assert!(
+        p.record.last_error.is_none(),
+        "not yet: within the grace period"
+    );
+    s.now += GRACE;
+    let p = s.step();
+    let e = p
+        .record
+        .last_error
+        .clone()
+        .expect("recorded after the grace period");
+    assert_eq!(e.member.as_deref(), Some(first));
+    // Stable: no new commit per loop, and nobody else is rolled.
+    for _ in 0..3 {
+        let p = s.step();
+        assert_eq!(p.record.last_error, Some(e.clone()));
+        assert_eq!(
+            p.record.members.iter().filter(|m| m.package == NEW).count(),
+            1
+        );
+    }
+    // Fixed (the package installs): the rollout resumes and the error clears.
+    s.m(first).stuck = false;
+    s.m(first).running = false;
+    s.settle();
+    s.converge(40);
+    assert!(s.record.last_error.is_none());
+    assert!(
+        s.machines
+            .iter()
+            .all(|m| m.version.as_deref() == Some("3.5.16"))
+    );
 }

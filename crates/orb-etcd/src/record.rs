@@ -125,8 +125,25 @@ impl ClusterRecord {
         now: u64,
     ) {
         use crate::steps::EtcdStep;
+        let member = match step {
+            EtcdStep::AddMember { name, .. }
+            | EtcdStep::PromoteMember { name, .. }
+            | EtcdStep::RemoveMember { name, .. }
+            | EtcdStep::MoveLeader { to_name: name, .. } => Some(name.clone()),
+            EtcdStep::WipeMember { on, .. } => Some(on.clone()),
+            EtcdStep::Snapshot { .. }
+            | EtcdStep::PruneSnapshots { .. }
+            | EtcdStep::Restore { .. } => None,
+        };
         match result {
             Ok(out) => {
+                // The failed step itself worked now (or a cluster-wide one, e.g. the next
+                // snapshot): the cause is gone. Other errors clear when their member is fine.
+                if self.last_error.as_ref().is_some_and(|e| {
+                    e.step == step.summary() || (e.member.is_none() && member.is_none())
+                }) {
+                    self.last_error = None;
+                }
                 if let EtcdStep::AddMember { name, peer_url, .. } = step
                     && let Ok(id) = crate::steps::parse_add_result(out, peer_url)
                     && let Some(m) = self.members.iter_mut().find(|m| &m.name == name)
@@ -145,16 +162,6 @@ impl ClusterRecord {
                 }
             }
             Err(message) => {
-                let member = match step {
-                    EtcdStep::AddMember { name, .. }
-                    | EtcdStep::PromoteMember { name, .. }
-                    | EtcdStep::RemoveMember { name, .. }
-                    | EtcdStep::MoveLeader { to_name: name, .. } => Some(name.clone()),
-                    EtcdStep::WipeMember { on, .. } => Some(on.clone()),
-                    EtcdStep::Snapshot { .. }
-                    | EtcdStep::PruneSnapshots { .. }
-                    | EtcdStep::Restore { .. } => None,
-                };
                 let message: String = message.chars().take(500).collect();
                 // The same failure again keeps its first time: no new commit per loop.
                 let at = match &self.last_error {
