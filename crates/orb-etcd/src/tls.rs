@@ -9,6 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,8 +20,10 @@ const CA_YEARS: i64 = 10;
 /// Years a member or client certificate is valid.
 const LEAF_YEARS: i64 = 5;
 
-/// PEM text of a private key. Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
+/// PEM text of a private key. Debug never shows it; serde writes it as is, for the caller
+/// that encrypts the bundle into the repository (and for nothing else).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct SecretPem(String);
 
 impl SecretPem {
@@ -40,7 +43,7 @@ impl fmt::Debug for SecretPem {
 }
 
 /// A certificate and its private key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertPem {
     pub cert: String,
     pub key: SecretPem,
@@ -49,14 +52,14 @@ pub struct CertPem {
 }
 
 /// The cluster's CA.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ca {
     pub cluster: String,
     pub pem: CertPem,
 }
 
 /// What one member needs on disk besides the CA certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberCerts {
     /// The address the certificates name; a member moved to another address needs new ones.
     pub ip: IpAddr,
@@ -196,7 +199,7 @@ pub fn client_cert(ca: &Ca, user: &str) -> Result<CertPem, TlsError> {
 
 /// Everything secret a cluster has: the CA, Orbiter's client certificate and each member's
 /// certificates by member name. Orbiter keeps it encrypted in the repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSecrets {
     pub ca: Ca,
     pub client: CertPem,
@@ -278,6 +281,16 @@ mod tests {
         assert!(!changed && s2 == s);
         let (s3, changed) = ensure_secrets("kv", Some(s.clone()), &[("a".into(), b)]).unwrap();
         assert!(changed && s3.members["a"].ip == b && s3.ca == s.ca);
+    }
+
+    #[test]
+    fn secrets_round_trip_for_encrypted_storage() {
+        let (s, _) =
+            ensure_secrets("kv", None, &[("a".into(), "10.0.0.1".parse().unwrap())]).unwrap();
+        let yaml = serde_saphyr::to_string(&s).unwrap();
+        let back: ClusterSecrets = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(back, s);
+        assert!(client_cert(&back.ca, "x").is_ok());
     }
 
     #[test]
