@@ -171,6 +171,10 @@ pub struct TakeoffArgs {
     /// Converge, but do not start the Orbiter daemon afterwards
     #[arg(long)]
     pub no_handover: bool,
+    /// The machine (`provider.machine`) that hosts the Orbiter when it goes into the Orb;
+    /// default: the first ready machine of a Static provider
+    #[arg(long, value_name = "ID")]
+    pub orbiter_on: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -406,7 +406,19 @@ impl Engine {
             }
             Action::ClearReboot { machine } | Action::ClearReplacement { machine } => {
                 let reboot = matches!(a, Action::ClearReboot { .. });
-                self.clear_flag(machine, reboot)
+                self.clear_flag(machine, reboot)?;
+                // The next round of this iteration must not see the flag (it would ask again).
+                let flag = if reboot {
+                    MachineFlag::Reboot
+                } else {
+                    MachineFlag::Replace
+                };
+                if let Some(node) = l.orb.providers.get_mut(&machine.provider) {
+                    node.spec
+                        .flags_mut(flag)
+                        .retain(|id| id.value != machine.machine);
+                }
+                Ok(())
             }
             other => Err(anyhow!("not a global step: {}", other.summary())),
         }

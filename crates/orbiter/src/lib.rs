@@ -5,6 +5,7 @@ pub mod agent_binary;
 pub mod credentials;
 pub mod daemon;
 pub mod engine;
+pub mod handover;
 pub mod lifecycle;
 pub mod machine;
 pub mod metrics;

@@ -69,6 +69,34 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
     let l = engine.load()?;
     let observed = engine.observe(&l);
     let mut problems = Vec::new();
+    // First the Orbiter inside the Orb, wherever it runs: it would re-install what follows.
+    for m in observed.machines().filter(|m| m.reach.logged_in()) {
+        let key = &m.machine.key;
+        let t = target(&m.machine);
+        let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
+        let login = if m.reach == Reach::Bootstrap {
+            creds.bootstrap_private
+        } else {
+            creds.maintenance_private
+        };
+        let (Some(pinned), Some(login)) = (l.recorded.pinned.get(key), login) else {
+            continue;
+        };
+        match engine.ssh.exec(
+            &t,
+            pinned,
+            &login,
+            &as_root(&t.user, &crate::handover::remove_script()),
+            None,
+        ) {
+            Ok(o) if o.success() => {}
+            Ok(o) => problems.push(format!(
+                "{key}: removing the Orbiter service failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => problems.push(format!("{key}: {e}")),
+        }
+    }
     for m in observed.machines() {
         let key = &m.machine.key;
         if !m.reach.logged_in() {

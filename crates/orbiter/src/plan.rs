@@ -346,6 +346,11 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 .steps
                 .iter()
                 .any(|s| matches!(&s.action, Action::DestroyMachine { machine } if machine == key));
+            // A machine on its way out gets nothing else: a pin or key installed after its
+            // destruction would outlive it and block the next machine of that name.
+            if doomed {
+                continue;
+            }
             match &m.reach {
                 Reach::NotPinned(k) => {
                     plan.step(Action::PinHostKey { machine: key.clone(), fingerprint: k.fingerprint(), key: k.clone() }, "first contact: its host key is recorded in the repository and required from now on");
@@ -368,9 +373,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     );
                 }
                 Reach::Maintenance => {}
-            }
-            if doomed {
-                continue;
             }
             let agent_ok = m.agent.as_ref().is_some_and(|a| {
                 a.version == input.agent.version && a.sha256 == input.agent.sha256 && a.active
@@ -403,29 +405,39 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 .map(str::to_owned);
             let flagged = reboot.contains(&&key.machine);
             if flagged {
+                let mut requested_now = false;
                 if reboot_at.is_none() {
-                    if rebooting_pools.contains(&m.machine.pool)
-                        || machines.iter().any(|o| {
-                            o.machine.pool == m.machine.pool
-                                && o.machine.key != *key
-                                && recorded
-                                    .node_desired
-                                    .get(&o.machine.key)
-                                    .and_then(|d| d.reboot_requested_at())
-                                    .is_some()
-                        })
-                    {
+                    let others: Vec<_> = machines
+                        .iter()
+                        .filter(|o| o.machine.pool == m.machine.pool && o.machine.key != *key)
+                        .collect();
+                    let busy = rebooting_pools.contains(&m.machine.pool)
+                        || others.iter().any(|o| {
+                            recorded
+                                .node_desired
+                                .get(&o.machine.key)
+                                .and_then(|d| d.reboot_requested_at())
+                                .is_some()
+                        });
+                    let down = others.iter().find(|o| !(o.reach.logged_in() && ready(o)));
+                    if busy {
                         plan.waiting.push(format!(
                             "reboot of {key}: another machine of pool {} reboots first",
                             m.machine.pool
                         ));
+                    } else if let Some(o) = down {
+                        plan.waiting.push(format!(
+                            "reboot of {key}: waits until {} of the same pool is ready again",
+                            o.machine.key
+                        ));
                     } else {
-                        reboot_at = Some(input.now.to_owned());
+                        reboot_at = Some(reboot_request_time(input.now, m));
+                        requested_now = true;
                     }
                 }
                 if let Some(at) = &reboot_at {
                     rebooting_pools.insert(m.machine.pool.clone());
-                    if rebooted_since(m, at) {
+                    if !requested_now && rebooted_since(m, at) {
                         plan.step(
                             Action::ClearReboot {
                                 machine: key.clone(),
@@ -483,6 +495,25 @@ pub fn machine_ready(m: &crate::observed::MachineObserved, recorded: &Recorded) 
         .is_some_and(|c| c.ready && c.generation == Some(doc.generation))
 }
 
+/// One second after `now`: boot times have one-second resolution and the agent counts a boot
+/// in the request's second as done, so a request for the current second could be taken as
+/// fulfilled by a boot just before it. A request in the future makes the agent wait for it.
+/// The machine's own boot time counts too: with its clock ahead of Orbiter's, a request for
+/// Orbiter's "now" would look fulfilled on the machine already.
+fn reboot_request_time(now: &str, m: &crate::observed::MachineObserved) -> String {
+    use node_agent::timefmt::{format_rfc3339, parse_rfc3339};
+    let booted = m
+        .current
+        .as_ref()
+        .and_then(|c| c.booted_at.as_deref())
+        .and_then(|b| parse_rfc3339(b).ok());
+    match parse_rfc3339(now) {
+        Ok(t) => format_rfc3339(t.max(booted.unwrap_or(t)) + 1),
+        Err(_) => now.to_owned(),
+    }
+}
+
+/// The agent's own rule: a boot at or after the request fulfils it.
 fn rebooted_since(m: &crate::observed::MachineObserved, at: &str) -> bool {
     use node_agent::timefmt::parse_rfc3339;
     let booted = m
@@ -490,7 +521,7 @@ fn rebooted_since(m: &crate::observed::MachineObserved, at: &str) -> bool {
         .as_ref()
         .and_then(|c| c.booted_at.as_deref())
         .and_then(|b| parse_rfc3339(b).ok());
-    matches!((booted, parse_rfc3339(at)), (Some(b), Ok(a)) if b > a)
+    matches!((booted, parse_rfc3339(at)), (Some(b), Ok(a)) if b >= a)
 }
 
 /// Machines a provider has according to orbiter.yml alone (Static lists them).

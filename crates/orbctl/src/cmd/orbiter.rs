@@ -8,8 +8,11 @@ use orb_model::ProviderSpec;
 use orbiter::agent_binary::AgentBinary;
 use orbiter::daemon::{DaemonOptions, run as run_daemon};
 use orbiter::engine::Engine;
+use orbiter::handover;
+use orbiter::machine::MachineKey;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 fn log(line: &str) {
     eprintln!("{line}");
@@ -60,28 +63,79 @@ pub fn plan(g: &Global, output: Output) -> Result<()> {
 }
 
 pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
-    let (mut engine, config_path, orb_id) = engine(g)?;
+    let ctx = Ctx::open_as(g, Committer::Orbiter)?;
+    let (config_path, orb_id) = (ctx.config_path.clone(), ctx.config.orb_id());
+    let handover = if a.no_handover {
+        None
+    } else {
+        Some(Handover {
+            config: Zeroizing::new(
+                serde_saphyr::to_string(&ctx.config).context("cannot render the orb config")?,
+            ),
+            url: ctx.config.url.clone(),
+            known_hosts: std::fs::read_to_string(config_path.with_file_name("known_hosts"))
+                .unwrap_or_default(),
+        })
+    };
+    let masterkey = ctx.masterkey()?;
+    let mut engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, log)?;
     let orb = engine.load()?.orb;
-    eprintln!("takeoff: converging the Orb");
-    orbiter::lifecycle::takeoff(&mut engine, Duration::from_secs(a.timeout))?;
-    if a.no_handover {
-        return Ok(());
-    }
     let local = orb
         .providers
         .values()
         .any(|n| matches!(n.spec, ProviderSpec::Local(_)));
-    if !local {
-        bail!(
-            "handing over to an Orbiter inside the Orb needs a Local provider in this version; the Orb converged — keep it reconciled with `orbctl orbiter run` or re-run with --no-handover"
-        );
+    let on = a
+        .orbiter_on
+        .as_deref()
+        .map(MachineKey::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--orbiter-on: {e}"))?;
+    if let Some(h) = &handover
+        && !local
+    {
+        // Before converging: a repository no machine reaches is a configuration error.
+        handover::check_reachable_url(&h.url)?;
     }
-    let pid = start_daemon(&config_path, &orb_id, &a.daemon)?;
+    eprintln!("takeoff: converging the Orb");
+    orbiter::lifecycle::takeoff(&mut engine, Duration::from_secs(a.timeout))?;
+    let Some(h) = handover else {
+        return Ok(());
+    };
+    if local {
+        // Local machines live on this host, so their Orbiter does too.
+        let pid = start_daemon(&config_path, &orb_id, &a.daemon)?;
+        eprintln!(
+            "takeoff: done; the Orbiter daemon runs on this host (pid {pid}), metrics on http://{}/metrics",
+            a.daemon.listen
+        );
+        return Ok(());
+    }
+    let l = engine.load()?;
+    let observed = engine.observe(&l);
+    let m = handover::choose(&l, &observed, on.as_ref())?;
+    eprintln!("takeoff: deploying the Orbiter to {}", m.machine.key);
+    let spec = handover::HandoverSpec {
+        config: h.config,
+        known_hosts: h.known_hosts,
+        orbctl: std::env::current_exe().context("cannot find the running program")?,
+        listen: a.daemon.listen,
+        interval: a.daemon.interval.max(1),
+    };
+    handover::deploy(&engine, &l, m, &spec)?;
     eprintln!(
-        "takeoff: done; the Orbiter daemon runs on this host (pid {pid}), metrics on http://{}/metrics",
+        "takeoff: done; the Orbiter runs on {} ({}), metrics on http://{} there",
+        m.machine.key,
+        handover::UNIT,
         a.daemon.listen
     );
     Ok(())
+}
+
+/// What goes into the Orb with its Orbiter.
+struct Handover {
+    config: Zeroizing<String>,
+    url: String,
+    known_hosts: String,
 }
 
 pub fn run(g: &Global, a: DaemonArgs) -> Result<()> {
