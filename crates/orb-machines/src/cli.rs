@@ -47,6 +47,12 @@ pub enum LocalCommand {
         #[arg(last = true)]
         command: Vec<String>,
     },
+    /// Cut a machine's power (its processes die at once; it stays down until started).
+    PowerCut {
+        #[arg(long)]
+        name: String,
+        machine: String,
+    },
     /// Remove the group: every machine, namespace, link, bridge, mount and process.
     Down {
         #[arg(long)]
@@ -135,6 +141,11 @@ pub fn run(cmd: LocalCommand) -> Result<()> {
             if !status.success() {
                 bail!("ssh to {machine} exited with {status}");
             }
+        }
+        LocalCommand::PowerCut { name, machine } => {
+            Group::attach(&host, &name)?
+                .machine(&machine)?
+                .power_cut()?;
         }
         LocalCommand::Down { name } => {
             Group::remove(&host, &name)?;

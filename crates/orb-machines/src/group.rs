@@ -367,6 +367,33 @@ impl Group {
         )
     }
 
+    /// Versions of `name` the group's apt repository offers (every suite), as Debian
+    /// versions (`3.4.23-4+b4`), in the order the indexes list them.
+    pub fn package_versions(&self, name: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        for s in Suite::ALL {
+            let index = self.paths.repo().join(s.codename()).join("Packages");
+            let text = match std::fs::read_to_string(&index) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &index)(e)),
+            };
+            for stanza in text.split("\n\n") {
+                let field = |f: &str| {
+                    stanza
+                        .lines()
+                        .find_map(|l| l.strip_prefix(f).map(str::trim))
+                };
+                if field("Package:") == Some(name)
+                    && let Some(v) = field("Version:")
+                {
+                    out.push(v.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The group's git server (started on first use).
     pub fn git_host(&self) -> Result<GitHost, Error> {
         let _lock = FileLock::exclusive(&self.paths.lock())?;

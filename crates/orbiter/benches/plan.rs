@@ -93,6 +93,7 @@ fn main() {
                 observed: &observed,
                 agent: &agent,
                 now: "2026-11-26T00:00:00Z",
+                clusters: &orbiter::clusters::ClusterNeeds::default(),
             });
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             steps = p.steps.len();

@@ -3,11 +3,12 @@
 //! Everything Orbiter needs survives in Git and on the machines, so a killed Orbiter resumes.
 
 use crate::agent_binary::AgentBinary;
+use crate::clusters::{ClusterKind, ClusterNeeds, KindInput, plan_one, pool_machines};
 use crate::credentials::{Credentials, maintenance_private_path, maintenance_public_path};
 use crate::machine::MachineKey;
 use crate::metrics::Metrics;
 use crate::node_desired::NodeDesiredDoc;
-use crate::observe::{observe, parallel, target};
+use crate::observe::{as_root, observe, parallel, target};
 use crate::observed::{MachineObserved, Observed, Reach};
 use crate::plan::{Action, Plan, PlanInput, Recorded, machine_ready, plan};
 use crate::provider::{Provider, for_spec};
@@ -50,6 +51,8 @@ pub struct Loaded {
     /// Errors of applied steps by machine, reported in current.yml.
     pub errors: BTreeMap<MachineKey, String>,
     pub destroyed: bool,
+    /// The cluster kinds of orbiter.yml with their records and secrets.
+    pub clusters: Vec<(Id, Box<dyn ClusterKind>)>,
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +186,21 @@ impl Engine {
             creds.insert(pid.clone(), c);
             providers.insert(pid.clone(), for_spec(pid, &node.spec));
         }
+        let mut clusters = Vec::new();
+        for (id, node) in &orb.clusters {
+            let record = read(&snap, &crate::clusters::record_path(id))?;
+            let open = |path: &str| -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+                secrets
+                    .secrets
+                    .get(path)
+                    .map(|env| Ok(zeroize::Zeroizing::new(key.open(path, env)?.to_vec())))
+                    .transpose()
+            };
+            clusters.push((
+                id.clone(),
+                crate::clusters::for_spec(id, &node.spec, record.as_deref(), &open)?,
+            ));
+        }
         Ok(Loaded {
             orb,
             desired_error,
@@ -193,6 +211,7 @@ impl Engine {
             providers,
             errors: BTreeMap::new(),
             destroyed: current.is_some_and(|c| c.destroyed),
+            clusters,
         })
     }
 
@@ -200,7 +219,55 @@ impl Engine {
         observe(&l.providers, &l.recorded.pinned, &l.creds, &self.ssh)
     }
 
-    pub fn plan(&self, l: &Loaded, observed: &Observed) -> Plan {
+    /// Asks every cluster kind's members (one SSH command per machine of its pool) and lets
+    /// the kinds plan; they keep their next records and secrets in `l`.
+    pub fn cluster_needs(&self, l: &mut Loaded, observed: &Observed) -> ClusterNeeds {
+        let now = node_agent::timefmt::now_secs().max(0) as u64;
+        let mut outputs = Vec::new();
+        for (_, kind) in &l.clusters {
+            let (provider, pool) = kind.pool();
+            let machines: Vec<_> = pool_machines(observed, provider, pool)
+                .into_iter()
+                .filter(|m| m.reach.logged_in())
+                .collect();
+            let command = kind.observe_command();
+            let answers = parallel(&machines, |m| {
+                let key = &m.machine.key;
+                let t = target(&m.machine);
+                let pinned = l.recorded.pinned.get(key)?;
+                let creds = l.creds.get(&key.provider)?;
+                let login = match m.reach {
+                    Reach::Bootstrap => creds.bootstrap_private.as_deref()?,
+                    _ => creds.maintenance_private.as_deref()?,
+                };
+                let out = self
+                    .ssh
+                    .exec(&t, pinned, login, &as_root(&t.user, &command), None)
+                    .ok()?;
+                Some((
+                    key.clone(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                ))
+            });
+            outputs.push(answers.into_iter().flatten().collect::<BTreeMap<_, _>>());
+        }
+        let mut kinds = std::mem::take(&mut l.clusters);
+        let mut needs = ClusterNeeds::default();
+        for ((id, kind), outputs) in kinds.iter_mut().zip(&outputs) {
+            let input = KindInput {
+                observed,
+                recorded: &l.recorded,
+                outputs,
+                providers: &l.providers,
+                now,
+            };
+            needs.merge(id, plan_one(id, kind.as_mut(), &input));
+        }
+        l.clusters = kinds;
+        needs
+    }
+
+    pub fn plan(&self, l: &Loaded, observed: &Observed, clusters: &ClusterNeeds) -> Plan {
         let now = node_agent::timefmt::format_rfc3339(node_agent::timefmt::now_secs());
         plan(&PlanInput {
             orb: &l.orb,
@@ -208,7 +275,51 @@ impl Engine {
             observed,
             agent: &self.agent.release,
             now: &now,
+            clusters,
         })
+    }
+
+    /// Seals the kinds' secrets that differ from the stored ones and commits them at once:
+    /// a certificate a machine got must never be lost by a crash.
+    fn store_cluster_secrets(&mut self, l: &mut Loaded) -> Result<()> {
+        let key = self.secret_key()?;
+        let mut changed = false;
+        for (_, kind) in &l.clusters {
+            for (path, plain) in kind.secrets() {
+                let same = l
+                    .secrets
+                    .secrets
+                    .get(&path)
+                    .and_then(|env| key.open(&path, env).ok())
+                    .is_some_and(|old| old[..] == plain[..]);
+                if !same {
+                    l.secrets
+                        .secrets
+                        .insert(path.clone(), key.seal(&path, &plain));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let text = state::render(&l.secrets);
+            update(
+                &mut self.repo,
+                "Cluster certificates issued\n\nby Orbiter",
+                |_| Ok(vec![FileChange::write(state::SECRETS, text.as_bytes())]),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One observe → cluster plans → plan pass, storing new cluster secrets when `apply`.
+    fn observe_and_plan(&mut self, l: &mut Loaded, apply: bool) -> Result<(Observed, Plan)> {
+        let observed = self.observe(l);
+        let needs = self.cluster_needs(l, &observed);
+        if apply {
+            self.store_cluster_secrets(l)?;
+        }
+        let p = self.plan(l, &observed, &needs);
+        Ok((observed, p))
     }
 
     /// Observe → plan → apply rounds, then one commit of what changed.
@@ -221,8 +332,7 @@ impl Engine {
             report.converged = true;
             return Ok(report);
         }
-        let mut observed = self.observe(&l);
-        let mut p = self.plan(&l, &observed);
+        let (mut observed, mut p) = self.observe_and_plan(&mut l, apply)?;
         if apply {
             for _ in 0..MAX_ROUNDS {
                 if p.is_empty() {
@@ -238,12 +348,13 @@ impl Engine {
                         Action::GenerateMaintenanceKey { .. }
                             | Action::DestroyMachine { .. }
                             | Action::WriteNodeDesired { .. }
+                            | Action::ClusterStep { .. }
                     )
                 }) {
                     report.committed |= self.commit(&l, &observed, &p)?;
                 }
-                observed = self.observe(&l);
-                let next = self.plan(&l, &observed);
+                let (o, next) = self.observe_and_plan(&mut l, true)?;
+                observed = o;
                 let stuck = !failed.is_empty() && next.steps == p.steps;
                 p = next;
                 if stuck {
@@ -274,14 +385,23 @@ impl Engine {
         let mut ok = Vec::new();
         let mut failed = Vec::new();
         let log = self.log;
+        let mut stopped_clusters = std::collections::BTreeSet::new();
         for s in p.steps.iter().filter(|s| !s.action.runs_on_machine()) {
+            if let Action::ClusterStep { cluster, .. } = &s.action
+                && stopped_clusters.contains(cluster)
+            {
+                continue;
+            }
             let summary = s.action.summary();
             log(&format!("apply: {summary} ({})", s.reason));
             match self.apply_global(l, &s.action) {
                 Ok(()) => ok.push(summary),
                 Err(e) => {
                     log(&format!("failed: {summary}: {e:#}"));
-                    if let Some(m) = s.action.machine() {
+                    if let Action::ClusterStep { cluster, .. } = &s.action {
+                        // The kind records its own failure; its rollout stops here.
+                        stopped_clusters.insert(cluster.clone());
+                    } else if let Some(m) = s.action.machine() {
                         l.errors.insert(m.clone(), format!("{e:#}"));
                     }
                     failed.push(format!("{summary}: {e:#}"));
@@ -404,6 +524,23 @@ impl Engine {
                 l.recorded.pinned.insert(machine.clone(), key.clone());
                 Ok(())
             }
+            Action::ClusterStep {
+                cluster,
+                machine,
+                index,
+                command,
+                ..
+            } => {
+                let result = self.run_cluster_step(l, machine, command);
+                let now = node_agent::timefmt::now_secs().max(0) as u64;
+                if let Some((_, kind)) = l.clusters.iter_mut().find(|(id, _)| id == cluster) {
+                    match &result {
+                        Ok(out) => kind.note_step(*index, Ok(out), now),
+                        Err(e) => kind.note_step(*index, Err(&format!("{e:#}")), now),
+                    }
+                }
+                result.map(|_| ())
+            }
             Action::ClearReboot { machine } | Action::ClearReplacement { machine } => {
                 let reboot = matches!(a, Action::ClearReboot { .. });
                 self.clear_flag(machine, reboot)?;
@@ -422,6 +559,43 @@ impl Engine {
             }
             other => Err(anyhow!("not a global step: {}", other.summary())),
         }
+    }
+
+    /// Runs a cluster kind's command as root on `machine`; returns its stdout.
+    fn run_cluster_step(&self, l: &Loaded, machine: &MachineKey, command: &str) -> Result<String> {
+        let m = l
+            .providers
+            .get(&machine.provider)
+            .ok_or_else(|| anyhow!("unknown provider {}", machine.provider))?
+            .machines()?
+            .into_iter()
+            .find(|m| m.key == *machine)
+            .ok_or_else(|| anyhow!("{machine} does not exist"))?;
+        let t = target(&m);
+        let pinned = l
+            .recorded
+            .pinned
+            .get(machine)
+            .ok_or_else(|| anyhow!("{machine}: host key not pinned"))?;
+        let login = l
+            .creds
+            .get(&machine.provider)
+            .and_then(|c| c.maintenance_private.as_deref())
+            .ok_or_else(|| anyhow!("{machine}: no maintenance key"))?;
+        let out = self
+            .ssh
+            .exec(&t, pinned, login, &as_root(&t.user, command), None)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(anyhow!("exit {}: {}", out.status, last.trim()));
+        }
+        Ok(stdout)
     }
 
     /// Removes a machine from `rebootrequired`/`replacementrequired` in orbiter.yml, re-derived
@@ -486,6 +660,9 @@ impl Engine {
 pub fn render_state(l: &Loaded, observed: &Observed, p: &Plan) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     files.insert(state::HOSTKEYS.to_owned(), state::render(&l.hostkeys));
+    for (_, kind) in &l.clusters {
+        files.extend(kind.files());
+    }
     if !l.secrets.secrets.is_empty() {
         files.insert(state::SECRETS.to_owned(), state::render(&l.secrets));
     }

@@ -2,6 +2,7 @@
 //! repository only when that changed. `plan` is pure; `observe` and `engine` hold the effects.
 
 pub mod agent_binary;
+pub mod clusters;
 pub mod credentials;
 pub mod daemon;
 pub mod engine;

@@ -3,6 +3,7 @@
 //! reason and whether it destroys something, plus what it waits for. `orbctl plan` prints it;
 //! the engine applies it. No I/O here, so it is fast and testable with simulated providers.
 
+use crate::clusters::ClusterNeeds;
 use crate::machine::{MachineKey, MachineRef};
 use crate::node_desired::{NodeDesiredDoc, items_for, next_doc};
 use crate::observed::{Observed, Reach};
@@ -35,6 +36,8 @@ pub struct PlanInput<'a> {
     pub agent: &'a AgentRelease,
     /// RFC 3339, used for new reboot requests.
     pub now: &'a str,
+    /// What the cluster kinds ask for this round.
+    pub clusters: &'a ClusterNeeds,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -76,6 +79,16 @@ pub enum Action {
     DestroyMachine {
         machine: MachineKey,
     },
+    /// A step of a cluster kind (membership, leadership, wipe, snapshot), as root on `machine`.
+    ClusterStep {
+        cluster: Id,
+        machine: MachineKey,
+        /// Position in the kind's own plan, for reporting its outcome back.
+        index: usize,
+        summary: String,
+        #[serde(skip)]
+        command: String,
+    },
 }
 
 impl Action {
@@ -87,7 +100,8 @@ impl Action {
             | Action::WriteNodeDesired { machine, .. }
             | Action::ClearReboot { machine }
             | Action::ClearReplacement { machine }
-            | Action::DestroyMachine { machine } => Some(machine),
+            | Action::DestroyMachine { machine }
+            | Action::ClusterStep { machine, .. } => Some(machine),
             Action::GenerateMaintenanceKey { .. } | Action::CreateMachine { .. } => None,
         }
     }
@@ -134,6 +148,12 @@ impl Action {
                 format!("clear the replacement flag of {machine}")
             }
             Action::DestroyMachine { machine } => format!("destroy machine {machine}"),
+            Action::ClusterStep {
+                cluster,
+                machine,
+                summary,
+                ..
+            } => format!("cluster {cluster}: {summary} (on {machine})"),
         }
     }
 }
@@ -186,6 +206,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         orb,
         recorded,
         observed,
+        clusters,
         ..
     } = input;
     for (pid, node) in &orb.providers {
@@ -229,9 +250,26 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         .iter()
                         .filter(|m| replace.contains(&&m.machine.key.machine))
                         .collect();
-                    let keep: Vec<_> = in_pool
+                    // Dead machines a cluster gave up on: destroyed, and a new one surges.
+                    for m in in_pool
                         .iter()
                         .filter(|m| !replace.contains(&&m.machine.key.machine))
+                    {
+                        if let Some(why) = clusters.heal.get(&m.machine.key) {
+                            plan.step(
+                                Action::DestroyMachine {
+                                    machine: m.machine.key.clone(),
+                                },
+                                why.clone(),
+                            );
+                        }
+                    }
+                    let keep: Vec<_> = in_pool
+                        .iter()
+                        .filter(|m| {
+                            !replace.contains(&&m.machine.key.machine)
+                                && !clusters.heal.contains_key(&m.machine.key)
+                        })
                         .collect();
                     let want = p.nodes.value as usize;
                     let mut used: BTreeSet<u32> = in_pool
@@ -275,6 +313,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                             std::cmp::Reverse(local_index(pool, &m.machine.key.machine))
                         });
                         for m in extra.into_iter().take(keep.len() - want) {
+                            if let Some(why) = clusters.held.get(&m.machine.key) {
+                                plan.waiting.push(format!(
+                                    "scale-in of pool {pid}.{pool}: {} stays for now: {why}",
+                                    m.machine.key
+                                ));
+                                continue;
+                            }
                             plan.step(
                                 Action::DestroyMachine {
                                     machine: m.machine.key.clone(),
@@ -289,7 +334,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     for f in &flagged {
                         let replacements_ready =
                             keep.len() >= want && keep.iter().all(|m| ready(m));
-                        if replacements_ready {
+                        if let Some(why) = clusters.held.get(&f.machine.key)
+                            && replacements_ready
+                        {
+                            plan.waiting.push(format!(
+                                "replacement of {}: its successor is ready; it stays for now: {why}",
+                                f.machine.key
+                            ));
+                        } else if replacements_ready {
                             plan.step(
                                 Action::DestroyMachine {
                                     machine: f.machine.key.clone(),
@@ -454,7 +506,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             } else {
                 reboot_at = None;
             }
-            let doc = next_doc(previous, items_for(orb, &m.machine, reboot_at.as_deref()));
+            if let Some(why) = clusters.frozen.get(key) {
+                plan.waiting
+                    .push(format!("node-desired state of {key} kept as it is: {why}"));
+                continue;
+            }
+            let mut items = items_for(orb, &m.machine, reboot_at.as_deref());
+            items.extend(clusters.items.get(key).into_iter().flatten().cloned());
+            let doc = next_doc(previous, items);
             let on_machine = m.desired_on_machine.as_deref();
             if previous != Some(&doc) || on_machine != Some(doc.render().as_str()) {
                 let why = match (previous, on_machine) {
@@ -475,6 +534,29 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             }
         }
     }
+    for (cluster, (index, s)) in
+        clusters
+            .steps
+            .iter()
+            .scan(BTreeMap::<&Id, usize>::new(), |n, (c, s)| {
+                let i = n.entry(c).or_default();
+                *i += 1;
+                Some((c, (*i - 1, s)))
+            })
+    {
+        plan.steps.push(Step {
+            action: Action::ClusterStep {
+                cluster: cluster.clone(),
+                machine: s.machine.clone(),
+                index,
+                summary: s.summary.clone(),
+                command: s.command.clone(),
+            },
+            reason: s.reason.clone(),
+            destructive: s.destructive,
+        });
+    }
+    plan.waiting.extend(clusters.waiting.iter().cloned());
     // Machines that exist while their provider is gone from orbiter.yml are left alone: removing
     // a provider must not destroy machines as a side effect of an edit. Say so.
     for (pid, p) in &observed.providers {

@@ -18,6 +18,9 @@ pub trait Provider: Send + Sync {
     /// Makes packages installable on this provider's machines (a Local provider's machines see
     /// only their group's apt repository). Names are Debian package names.
     fn offer_packages(&self, names: &[String]) -> Result<()>;
+    /// Debian versions of `name` this provider's machines can install, when the provider
+    /// knows (its own repository); `None`: ask the machines' apt.
+    fn package_versions(&self, name: &str) -> Result<Option<Vec<String>>>;
     /// Removes everything the provider created (teardown).
     fn teardown(&self) -> Result<()>;
 }
@@ -60,6 +63,9 @@ impl Provider for StaticMachines {
     }
     fn offer_packages(&self, _: &[String]) -> Result<()> {
         Ok(())
+    }
+    fn package_versions(&self, _: &str) -> Result<Option<Vec<String>>> {
+        Ok(None)
     }
     fn teardown(&self) -> Result<()> {
         Ok(())
@@ -165,6 +171,15 @@ impl Provider for LocalMachines {
         let _ = group.add_packages(Suite::Trixie, &new);
         offered.extend(new.iter().map(|s| s.to_string()));
         Ok(())
+    }
+
+    fn package_versions(&self, name: &str) -> Result<Option<Vec<String>>> {
+        self.offer_packages(&[name.to_owned()])?;
+        let host = Self::host()?;
+        Ok(match self.attach(&host)? {
+            Some(group) => Some(group.package_versions(name)?),
+            None => None,
+        })
     }
 
     fn teardown(&self) -> Result<()> {

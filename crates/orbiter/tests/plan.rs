@@ -209,6 +209,7 @@ impl World {
             observed,
             agent,
             now: &self.now,
+            clusters: &orbiter::clusters::ClusterNeeds::default(),
         })
     }
 

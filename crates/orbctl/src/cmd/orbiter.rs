@@ -28,9 +28,10 @@ fn engine(g: &Global) -> Result<(Engine, PathBuf, String)> {
 
 pub fn plan(g: &Global, output: Output) -> Result<()> {
     let (mut engine, _, _) = engine(g)?;
-    let loaded = engine.load()?;
+    let mut loaded = engine.load()?;
     let observed = engine.observe(&loaded);
-    let plan = engine.plan(&loaded, &observed);
+    let needs = engine.cluster_needs(&mut loaded, &observed);
+    let plan = engine.plan(&loaded, &observed, &needs);
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(());

@@ -1,0 +1,240 @@
+//! The `EtcdCluster` kind in the engine: feeds `orb-etcd`'s quorum-aware planner with the
+//! pool's machines and their members' answers, keeps its CA and certificates sealed in
+//! `orbiter/secrets.yml`, and turns its plan into items, steps and holds on machines.
+
+use super::{ClusterKind, ClusterNeeds, KindInput, KindStep, pool_machines, record_path};
+use crate::machine::MachineKey;
+use crate::observed::Reach;
+use crate::plan::machine_ready;
+use anyhow::{Context as _, Result, anyhow};
+use orb_etcd::plan::{Candidate, PlanInput, plan};
+use orb_etcd::record::ClusterRecord;
+use orb_etcd::steps::EtcdStep;
+use orb_etcd::tls::{ClusterSecrets, ensure_secrets};
+use orb_model::Id;
+use orb_model::kinds::etcd_cluster::EtcdCluster;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// A member unhealthy or unreachable this long is replaced (quorum permitting).
+pub const REPLACE_AFTER_SECS: u64 = 30;
+
+const MADISON: &str = "@@madison";
+
+pub struct Etcd {
+    id: Id,
+    spec: EtcdCluster,
+    record: ClusterRecord,
+    secrets: Option<ClusterSecrets>,
+    steps: Vec<EtcdStep>,
+}
+
+fn bundle_path(id: &Id) -> String {
+    format!("orbiter.{id}.tls")
+}
+
+impl Etcd {
+    pub fn load(
+        id: &Id,
+        spec: &EtcdCluster,
+        record: Option<&str>,
+        secret: &dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>>,
+    ) -> Result<Etcd> {
+        let record = match record {
+            Some(t) => crate::state::parse(t, &record_path(id))?,
+            None => ClusterRecord::default(),
+        };
+        let secrets = secret(&bundle_path(id))?
+            .map(|b| serde_json::from_slice::<ClusterSecrets>(&b))
+            .transpose()
+            .with_context(|| format!("secret {} is not a certificate bundle", bundle_path(id)))?;
+        Ok(Etcd {
+            id: id.clone(),
+            spec: spec.clone(),
+            record,
+            secrets,
+            steps: Vec::new(),
+        })
+    }
+
+    /// The Debian version of etcd-server for `spec.version`: given as such, or the newest
+    /// offered one of that upstream version (the provider's repository, else the machines' apt).
+    fn package(&self, input: &KindInput<'_>) -> Result<String> {
+        let want = &self.spec.version;
+        if want.contains('-') {
+            return Ok(want.clone());
+        }
+        let provider = input
+            .providers
+            .get(&self.spec.provider.value)
+            .ok_or_else(|| anyhow!("provider {} does not exist", self.spec.provider))?;
+        let mut offered = match provider.package_versions("etcd-server")? {
+            Some(v) => v,
+            None => input
+                .outputs
+                .values()
+                .filter_map(|o| o.split_once(MADISON).map(|x| x.1))
+                .flat_map(|s| s.split_whitespace().map(str::to_owned))
+                .collect(),
+        };
+        offered.retain(|v| {
+            let no_epoch = v.split_once(':').map_or(v.as_str(), |x| x.1);
+            no_epoch.rsplit_once('-').map(|x| x.0) == Some(want.as_str())
+        });
+        offered.sort();
+        offered.pop().ok_or_else(|| {
+            anyhow!(
+                "etcd-server {want} is not offered by the machines' apt sources; give the full Debian version (e.g. {want}-1) or add a source that has it"
+            )
+        })
+    }
+}
+
+impl ClusterKind for Etcd {
+    fn pool(&self) -> (&Id, &Id) {
+        (&self.spec.provider.value, &self.spec.pool.value)
+    }
+
+    fn observe_command(&self) -> String {
+        format!(
+            "{}\necho {MADISON}\napt-cache madison etcd-server 2>/dev/null | awk '{{print $3}}'\ntrue",
+            orb_etcd::observe::observe_command(self.id.as_str())
+        )
+    }
+
+    fn plan(&mut self, input: &KindInput<'_>) -> Result<ClusterNeeds> {
+        let (provider, pool) = (&self.spec.provider.value, &self.spec.pool.value);
+        let machines = pool_machines(input.observed, provider, pool);
+        let package = self.package(input)?;
+        let candidates: Vec<Candidate> = machines
+            .iter()
+            .map(|m| Candidate {
+                machine: m.machine.key.to_string(),
+                ip: m.machine.ip,
+                ready: machine_ready(m, input.recorded),
+                reachable: m.reach.logged_in(),
+                gone: false,
+            })
+            .collect();
+        let views: BTreeMap<String, orb_etcd::observe::MemberView> = machines
+            .iter()
+            .filter_map(|m| {
+                let out = input.outputs.get(&m.machine.key)?;
+                let block = out.split_once(MADISON).map_or(out.as_str(), |x| x.0);
+                Some((m.machine.key.to_string(), orb_etcd::observe::parse(block)))
+            })
+            .collect();
+        let names: Vec<(String, std::net::IpAddr)> = candidates
+            .iter()
+            .map(|c| (c.machine.clone(), c.ip))
+            .collect();
+        // New certificates reach Git before any machine gets them (the engine seals and
+        // commits what `secrets()` returns when it differs from what is stored).
+        let (secrets, _) = ensure_secrets(self.id.as_str(), self.secrets.take(), &names)
+            .map_err(|e| anyhow!("certificates: {e}"))?;
+        let p = plan(&PlanInput {
+            cluster: self.id.as_str(),
+            spec: &self.spec,
+            package: &package,
+            candidates: &candidates,
+            observed: &views,
+            record: &self.record,
+            secrets: &secrets,
+            now: input.now,
+            grace_secs: REPLACE_AFTER_SECS,
+        });
+        self.secrets = Some(secrets);
+        let key = |s: &str| MachineKey::parse(s).map_err(|e| anyhow!("machine {s}: {e}"));
+        let mut needs = ClusterNeeds {
+            waiting: p.waiting.clone(),
+            ..ClusterNeeds::default()
+        };
+        for m in &machines {
+            let k = &m.machine.key;
+            match p.items.get(&k.to_string()) {
+                Some(items) => {
+                    needs.items.insert(k.clone(), items.clone());
+                }
+                None => {
+                    needs
+                        .frozen
+                        .insert(k.clone(), "its etcd certificates are missing".to_owned());
+                }
+            }
+            if !p.releasable.contains(&k.to_string()) {
+                let why = if self.record.member(&k.to_string()).is_some()
+                    || p.record.member(&k.to_string()).is_some()
+                {
+                    format!(
+                        "member of etcd cluster {}; it leaves the cluster first",
+                        self.id
+                    )
+                } else {
+                    format!("etcd cluster {} still has data or plans on it", self.id)
+                };
+                needs.held.insert(k.clone(), why);
+            }
+            // A former member that cannot be wiped because it is dead: a provider that
+            // creates machines replaces it (a Static one waits for the person).
+            let former = p.record.removed.iter().any(|r| r.name == k.to_string());
+            if former && matches!(m.reach, Reach::Unreachable(_)) {
+                needs.heal.insert(
+                    k.clone(),
+                    format!(
+                        "dead member removed from etcd cluster {}; its machine is replaced",
+                        self.id
+                    ),
+                );
+                needs.held.remove(k);
+            }
+        }
+        for s in &p.steps {
+            needs.steps.push((
+                self.id.clone(),
+                KindStep {
+                    machine: key(s.machine())?,
+                    summary: s.summary(),
+                    reason: format!("etcd cluster {}", self.id),
+                    destructive: s.destructive(),
+                    command: s.command(),
+                },
+            ));
+        }
+        self.steps = p.steps.clone();
+        self.record = p.record;
+        Ok(needs)
+    }
+
+    fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64) {
+        if let Some(step) = self.steps.get(index) {
+            self.record.note_step(step, result, now);
+        }
+    }
+
+    fn files(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(record_path(&self.id), crate::state::render(&self.record))])
+    }
+
+    fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let Some(s) = &self.secrets else {
+            return out;
+        };
+        let bundle = serde_json::to_vec(s).expect("certificates serialize");
+        out.insert(bundle_path(&self.id), Zeroizing::new(bundle));
+        let id = &self.id;
+        out.insert(
+            format!("{id}.ca"),
+            Zeroizing::new(s.ca.pem.cert.clone().into_bytes()),
+        );
+        out.insert(
+            format!("{id}.clientcert"),
+            Zeroizing::new(s.client.cert.clone().into_bytes()),
+        );
+        out.insert(
+            format!("{id}.clientkey"),
+            Zeroizing::new(s.client.key.expose().as_bytes().to_vec()),
+        );
+        out
+    }
+}

@@ -1,0 +1,152 @@
+//! Cluster kinds: software spanning the machines of one pool with a membership of its own
+//! (etcd now, Kubernetes later). A kind observes its members with one SSH command per machine,
+//! plans with its own rules (quorum), contributes node-agent items to its machines, runs the
+//! steps items cannot express, decides which of its machines a provider may destroy, and
+//! records its state in `orbiter/clusters/<id>/current.yml`. The engine does the I/O.
+
+pub mod etcd;
+
+use crate::machine::MachineKey;
+use crate::observed::Observed;
+use crate::plan::Recorded;
+use crate::provider::Provider;
+use anyhow::Result;
+use orb_model::Id;
+use orb_model::registry::ClusterSpec;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// One step a kind wants run, as root over SSH on `machine`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindStep {
+    pub machine: MachineKey,
+    pub summary: String,
+    pub reason: String,
+    pub destructive: bool,
+    pub command: String,
+}
+
+/// What the kinds ask of the rest of the Orb this round (merged over all clusters).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterNeeds {
+    /// Steps by cluster, each cluster's in order (the first failure stops that cluster's).
+    pub steps: Vec<(Id, KindStep)>,
+    pub waiting: Vec<String>,
+    /// Items appended to a machine's node-desired items.
+    pub items: BTreeMap<MachineKey, Vec<Value>>,
+    /// Machines whose node-desired state must not change this round (and why).
+    pub frozen: BTreeMap<MachineKey, String>,
+    /// Machines a kind still needs: not destroyed by scale-in or replacement (and why).
+    pub held: BTreeMap<MachineKey, String>,
+    /// Dead machines a kind gave up on: a provider that creates machines replaces them.
+    pub heal: BTreeMap<MachineKey, String>,
+}
+
+impl ClusterNeeds {
+    /// Adds one cluster's needs; its waiting lines get the cluster's name.
+    pub fn merge(&mut self, id: &Id, other: ClusterNeeds) {
+        self.steps
+            .extend(other.steps.into_iter().map(|(_, s)| (id.clone(), s)));
+        self.waiting.extend(
+            other
+                .waiting
+                .into_iter()
+                .map(|w| format!("cluster {id}: {w}")),
+        );
+        for (m, items) in other.items {
+            self.items.entry(m).or_default().extend(items);
+        }
+        self.frozen.extend(other.frozen);
+        self.held.extend(other.held);
+        self.heal.extend(other.heal);
+    }
+}
+
+/// What a kind sees when it plans.
+pub struct KindInput<'a> {
+    pub observed: &'a Observed,
+    pub recorded: &'a Recorded,
+    /// Output of [`ClusterKind::observe_command`] per machine that answered.
+    pub outputs: &'a BTreeMap<MachineKey, String>,
+    pub providers: &'a BTreeMap<Id, Box<dyn Provider>>,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+pub trait ClusterKind: Send + Sync {
+    /// The provider and pool it runs on.
+    fn pool(&self) -> (&Id, &Id);
+    /// POSIX sh run as root on every reachable machine of the pool; always exits 0.
+    fn observe_command(&self) -> String;
+    /// Plans one round; the kind keeps its next record and secrets.
+    fn plan(&mut self, input: &KindInput<'_>) -> Result<ClusterNeeds>;
+    /// The outcome of step `index` of the last plan (stdout, or the error).
+    fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64);
+    /// Files it owns in the repository, rendered.
+    fn files(&self) -> BTreeMap<String, String>;
+    /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine stores those
+    /// that differ from what is sealed there, before anything uses them).
+    fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>>;
+}
+
+/// Where a kind keeps its record.
+pub fn record_path(id: &Id) -> String {
+    format!("orbiter/clusters/{id}/current.yml")
+}
+
+/// Builds the kind of each cluster from orbiter.yml, its record and its sealed secrets.
+/// `secret(path)` opens a secret of `orbiter/secrets.yml`.
+pub fn for_spec(
+    id: &Id,
+    spec: &ClusterSpec,
+    record: Option<&str>,
+    secret: &dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>>,
+) -> Result<Box<dyn ClusterKind>> {
+    match spec {
+        ClusterSpec::Etcd(e) => Ok(Box::new(etcd::Etcd::load(id, e, record, secret)?)),
+    }
+}
+
+/// Plans one cluster. A kind that cannot plan changes nothing of its machines.
+pub fn plan_one(id: &Id, kind: &mut dyn ClusterKind, input: &KindInput<'_>) -> ClusterNeeds {
+    match kind.plan(input) {
+        Ok(n) => n,
+        Err(e) => {
+            let mut needs = ClusterNeeds::default();
+            let (provider, pool) = kind.pool();
+            for m in pool_machines(input.observed, provider, pool) {
+                let key = m.machine.key.clone();
+                needs
+                    .frozen
+                    .insert(key.clone(), format!("cluster {id} cannot plan"));
+                needs
+                    .held
+                    .insert(key, format!("cluster {id} cannot plan: {e:#}"));
+            }
+            needs.waiting.push(format!("{e:#}"));
+            needs
+        }
+    }
+}
+
+/// Machines of `provider.pool` that exist, in the pool's order.
+pub fn pool_machines<'a>(
+    observed: &'a Observed,
+    provider: &Id,
+    pool: &Id,
+) -> Vec<&'a crate::observed::MachineObserved> {
+    let mut ms: Vec<_> = observed
+        .providers
+        .get(provider)
+        .map(|p| {
+            p.machines
+                .iter()
+                .filter(|m| m.machine.pool == *pool)
+                .collect()
+        })
+        .unwrap_or_default();
+    // Local machines are `<pool>-<n>`: numeric order, so `-10` comes after `-9`.
+    ms.sort_by_key(|m| crate::plan::local_index(pool, &m.machine.key.machine).unwrap_or(u32::MAX));
+    ms
+}
