@@ -1,9 +1,13 @@
 //! Secrets through the real binary on a real repository: round trips, no-op writes, bad paths,
-//! tampering, moved ciphertexts, wrong masterkeys, rotation and concurrent writers.
+//! tampering, moved ciphertexts, wrong masterkeys, rotation, concurrent writers, and the
+//! secrets Orbiter generated (readable, listed, never written; internal ones never printed).
 
 mod common;
 
 use common::*;
+use orb_repo::OrbConfig;
+use orb_secrets::{Keyring, Masterkey, SecretKey};
+use orbiter::state::{self, GeneratedSecrets};
 
 #[test]
 fn configure_writes_private_config_and_keyring_without_printing_the_masterkey() {
@@ -263,6 +267,148 @@ fn concurrent_writers_keep_every_value_with_linear_history() {
         "history is not linear"
     );
     assert_eq!(commit_count(&repo), 1 + 1 + paths.len() * ROUNDS);
+}
+
+#[test]
+fn generated_secrets_are_read_and_listed_but_not_written_and_internal_ones_stay_hidden() {
+    let (p, repo) = orb_with_example();
+    p.ok(&["writesecret", "lab.bootstrapkeypublic", "--value", "mine"]);
+    let key = orb_key(&p, &repo);
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+    let client_key: &[u8] = b"client key\x00\xff\n";
+    let maintenance = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-maintenance\n";
+    let mut generated = GeneratedSecrets::new();
+    for (path, value) in [
+        ("etcd.ca", ca.as_bytes()),
+        ("etcd.clientkey", client_key),
+        ("orbiter.lab.maintenancekeyprivate", maintenance.as_bytes()),
+    ] {
+        generated
+            .secrets
+            .insert(path.to_owned(), key.seal(path, value));
+    }
+    // Sealed for etcd.ca but stored at etcd.clientcert: must not open there.
+    let moved = generated.secrets["etcd.ca"].clone();
+    generated
+        .secrets
+        .insert("etcd.clientcert".to_owned(), moved);
+    commit_file(&repo.path, state::SECRETS, &state::render(&generated));
+
+    assert_eq!(p.ok(&["readsecret", "etcd.ca"]), ca);
+    assert_eq!(p.run(&["readsecret", "etcd.clientkey"]).stdout, client_key);
+    assert_eq!(p.ok(&["readsecret", "lab.bootstrapkeypublic"]), "mine");
+    let e = p.fails(&["readsecret", "etcd.clientcert"]);
+    assert!(e.contains("sealed for etcd.ca"), "{e}");
+
+    let list = p.ok(&["secrets", "list"]);
+    let row = |path: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(path))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+    };
+    assert_eq!(row("etcd.ca").as_deref(), Some("generated"), "{list}");
+    assert_eq!(
+        row("etcd.clientkey").as_deref(),
+        Some("generated"),
+        "{list}"
+    );
+    assert_eq!(
+        row("lab.bootstrapkeypublic").as_deref(),
+        Some("set"),
+        "{list}"
+    );
+    assert_eq!(
+        row("lab.bootstrapkeyprivate").as_deref(),
+        Some("unset"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("orbiter."),
+        "internal secret listed:\n{list}"
+    );
+
+    // Internal: refused with the reason, never printed.
+    let out = p.run(&["readsecret", "orbiter.lab.maintenancekeyprivate"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{e}");
+    assert!(
+        e.contains("internal to Orbiter") && e.contains("node exec"),
+        "{e}"
+    );
+    assert!(!e.contains("secret-maintenance"), "{e}");
+
+    // A typo gets a suggestion over every readable path, generated ones included.
+    let e = p.fails(&["readsecret", "etcd.clientky"]);
+    assert!(e.contains("did you mean `etcd.clientkey`?"), "{e}");
+    assert!(
+        e.contains("lab.bootstrapkeyprivate") && e.contains("etcd.ca"),
+        "{e}"
+    );
+
+    // Only Orbiter writes its file.
+    let before = commit_count(&repo);
+    let e = p.fails(&["writesecret", "etcd.ca", "--value", "forged"]);
+    assert!(e.contains("only Orbiter writes it"), "{e}");
+    let e = p.fails(&[
+        "writesecret",
+        "orbiter.lab.maintenancekeyprivate",
+        "--value",
+        "x",
+    ]);
+    assert!(e.contains("only Orbiter writes it"), "{e}");
+    assert_eq!(commit_count(&repo), before, "a refused write committed");
+    assert_eq!(p.ok(&["readsecret", "etcd.ca"]), ca);
+
+    // A damaged orbiter/secrets.yml is named, and keeps nobody from orbiter.yml's secrets.
+    commit_file(
+        &repo.path,
+        state::SECRETS,
+        "kind: OrbiterSecrets\nsecrets: [\n",
+    );
+    assert_eq!(p.ok(&["readsecret", "lab.bootstrapkeypublic"]), "mine");
+    let e = p.fails(&["readsecret", "etcd.ca"]);
+    assert!(e.contains(state::SECRETS), "{e}");
+}
+
+/// The Orb's secret key, unlocked like orbctl does: the person's masterkey and the keyring.
+fn orb_key(p: &Person, repo: &orb_testsupport::BareRepo) -> SecretKey {
+    let config = OrbConfig::load(&p.config).unwrap();
+    let mk = Masterkey::new(config.masterkey.expose().to_owned()).unwrap();
+    Keyring::from_yaml(&read_from(&repo.path, Keyring::FILE), Keyring::FILE)
+        .unwrap()
+        .unlock(&mk)
+        .unwrap()
+}
+
+/// Commits one file (parent directories created) the way a person with plain git would.
+fn commit_file(bare: &std::path::Path, file: &str, content: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().join("w");
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args(["-c", "user.name=Human", "-c", "user.email=h@example.test"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(
+        work.path(),
+        &["clone", "--quiet", &bare.display().to_string(), "w"],
+    );
+    let path = w.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    git(&w, &["add", file]);
+    git(&w, &["commit", "--quiet", "-m", &format!("write {file}")]);
+    git(&w, &["push", "--quiet", "origin", "HEAD:main"]);
 }
 
 fn flip_value_char(text: &str, after: &str) -> String {
