@@ -97,6 +97,37 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
             Err(e) => problems.push(format!("{key}: {e}")),
         }
     }
+    // Then what cluster kinds put on their machines (services, data, keys).
+    for (id, kind) in &l.clusters {
+        let command = kind.teardown_command();
+        let (provider, pool) = kind.pool();
+        for m in crate::clusters::pool_machines(&observed, provider, pool)
+            .into_iter()
+            .filter(|m| m.reach.logged_in())
+        {
+            let key = &m.machine.key;
+            let t = target(&m.machine);
+            let (Some(pinned), Some(login)) = (
+                l.recorded.pinned.get(key),
+                l.creds
+                    .get(&key.provider)
+                    .and_then(|c| c.maintenance_private.as_deref()),
+            ) else {
+                continue;
+            };
+            match engine
+                .ssh
+                .exec(&t, pinned, login, &as_root(&t.user, &command), None)
+            {
+                Ok(o) if o.success() => (engine.log)(&format!("{key}: cluster {id} removed")),
+                Ok(o) => problems.push(format!(
+                    "{key}: removing cluster {id} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => problems.push(format!("{key}: {e}")),
+            }
+        }
+    }
     for m in observed.machines() {
         let key = &m.machine.key;
         if !m.reach.logged_in() {

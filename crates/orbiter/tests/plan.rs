@@ -6,6 +6,7 @@ use node_agent::current::Current;
 use node_agent::timefmt::{format_rfc3339, parse_rfc3339};
 use orb_model::registry::MachineFlag;
 use orb_model::{Id, Orb};
+use orbiter::clusters::{ClusterNeeds, KindStep};
 use orbiter::machine::{MachineKey, MachineRef};
 use orbiter::node_desired::{NodeDesiredDoc, items_for, next_doc};
 use orbiter::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
@@ -201,6 +202,10 @@ impl World {
     }
 
     fn plan(&self) -> Plan {
+        self.plan_with(&ClusterNeeds::default())
+    }
+
+    fn plan_with(&self, clusters: &ClusterNeeds) -> Plan {
         let (orb, recorded, observed) = (&self.orb, &self.recorded, &self.observed);
         let agent = &release();
         plan(&PlanInput {
@@ -209,7 +214,7 @@ impl World {
             observed,
             agent,
             now: &self.now,
-            clusters: &orbiter::clusters::ClusterNeeds::default(),
+            clusters,
         })
     }
 
@@ -286,6 +291,9 @@ fn brief(p: &Plan) -> Vec<String> {
         Action::ClearReboot { machine } => format!("clear-reboot {machine}"),
         Action::ClearReplacement { machine } => format!("clear-replace {machine}"),
         Action::DestroyMachine { machine } => format!("destroy {machine}"),
+        Action::ClusterStep {
+            cluster, machine, ..
+        } => format!("cluster {cluster} on {machine}"),
     };
     let mark = |d: bool| if d { "!" } else { "" };
     p.steps
@@ -468,6 +476,59 @@ fn local_replace_surges_then_destroys_only_when_the_successor_is_ready() {
     assert!(p.waiting.is_empty(), "{:?}", p.waiting);
     w.apply(&p, usize::MAX);
     assert_steps(&w.plan(), &[]);
+}
+
+#[test]
+fn cluster_members_are_not_scaled_away_until_their_cluster_lets_them_go() {
+    let w = World::new(&[loc(2, &[])], &["p-1", "p-2", "p-3"]);
+    let mut needs = ClusterNeeds::default();
+    needs
+        .held
+        .insert(key("loc.p-3"), "member of etcd cluster kv".into());
+    let p = w.plan_with(&needs);
+    assert_steps(&p, &[]);
+    assert_waits(&p, "loc.p-3 stays for now: member of etcd cluster kv");
+    needs.held.clear();
+    assert_steps(&w.plan_with(&needs), &["destroy loc.p-3!"]);
+}
+
+#[test]
+fn a_dead_machine_a_cluster_gave_up_on_is_destroyed_and_a_successor_surges() {
+    let mut w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
+    w.m("loc.p-2").reach = Reach::Unreachable("connect: timed out".into());
+    let mut needs = ClusterNeeds::default();
+    needs
+        .heal
+        .insert(key("loc.p-2"), "dead member removed".into());
+    let p = w.plan_with(&needs);
+    assert_steps(&p, &["destroy loc.p-2!", "create loc.p-3"]);
+    assert_reason(&p, "destroy loc.p-2!", "dead member removed");
+}
+
+#[test]
+fn cluster_items_steps_and_frozen_machines() {
+    let w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
+    let mut needs = ClusterNeeds::default();
+    let item = serde_json::json!({"file": {"path": "/etc/kv", "content": "x"}});
+    needs.items.insert(key("loc.p-1"), vec![item.clone()]);
+    needs.items.insert(key("loc.p-2"), vec![item.clone()]);
+    needs
+        .frozen
+        .insert(key("loc.p-2"), "its certificates are missing".into());
+    needs.steps.push((
+        Id::parse("kv").unwrap(),
+        KindStep {
+            machine: key("loc.p-1"),
+            summary: "member add".into(),
+            reason: "etcd cluster kv".into(),
+            destructive: false,
+            command: "true".into(),
+        },
+    ));
+    let p = w.plan_with(&needs);
+    assert_steps(&p, &["write loc.p-1 g2", "cluster kv on loc.p-1"]);
+    assert_eq!(written(&p, "loc.p-1").items.last(), Some(&item));
+    assert_waits(&p, "node-desired state of loc.p-2 kept as it is");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! pool's machines and their members' answers, keeps its CA and certificates sealed in
 //! `orbiter/secrets.yml`, and turns its plan into items, steps and holds on machines.
 
-use super::{ClusterKind, ClusterNeeds, KindInput, KindStep, pool_machines, record_path};
+use super::{
+    ClusterKind, ClusterNeeds, KindInput, KindStep, SecretReader, pool_machines, record_path,
+};
 use crate::machine::MachineKey;
 use crate::observed::Reach;
 use crate::plan::machine_ready;
@@ -38,7 +40,7 @@ impl Etcd {
         id: &Id,
         spec: &EtcdCluster,
         record: Option<&str>,
-        secret: &dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>>,
+        secret: SecretReader<'_>,
     ) -> Result<Etcd> {
         let record = match record {
             Some(t) => crate::state::parse(t, &record_path(id))?,
@@ -209,6 +211,19 @@ impl ClusterKind for Etcd {
         if let Some(step) = self.steps.get(index) {
             self.record.note_step(step, result, now);
         }
+    }
+
+    fn teardown_command(&self) -> String {
+        let wipe = EtcdStep::WipeMember {
+            cluster: self.id.to_string(),
+            on: String::new(),
+        };
+        format!(
+            "{}\nrm -f /etc/systemd/system/{unit} {mask}\nsystemctl daemon-reload\napt-mark unhold etcd-server etcd-client >/dev/null 2>&1 || true\nrmdir /etc/orb-etcd 2>/dev/null || true",
+            wipe.command(),
+            unit = orb_etcd::items::paths::unit(self.id.as_str()),
+            mask = orb_etcd::items::paths::PACKAGED_UNIT,
+        )
     }
 
     fn files(&self) -> BTreeMap<String, String> {

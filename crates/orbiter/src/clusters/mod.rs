@@ -83,12 +83,18 @@ pub trait ClusterKind: Send + Sync {
     fn plan(&mut self, input: &KindInput<'_>) -> Result<ClusterNeeds>;
     /// The outcome of step `index` of the last plan (stdout, or the error).
     fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64);
+    /// POSIX sh run as root on each machine of the pool at teardown: removes what the kind
+    /// put there (services, data, keys); safe on machines it never touched.
+    fn teardown_command(&self) -> String;
     /// Files it owns in the repository, rendered.
     fn files(&self) -> BTreeMap<String, String>;
     /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine stores those
     /// that differ from what is sealed there, before anything uses them).
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>>;
 }
+
+/// Opens a secret of `orbiter/secrets.yml` by path (`None`: not stored yet).
+pub type SecretReader<'a> = &'a dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>>;
 
 /// Where a kind keeps its record.
 pub fn record_path(id: &Id) -> String {
@@ -101,7 +107,7 @@ pub fn for_spec(
     id: &Id,
     spec: &ClusterSpec,
     record: Option<&str>,
-    secret: &dyn Fn(&str) -> Result<Option<Zeroizing<Vec<u8>>>>,
+    secret: SecretReader<'_>,
 ) -> Result<Box<dyn ClusterKind>> {
     match spec {
         ClusterSpec::Etcd(e) => Ok(Box::new(etcd::Etcd::load(id, e, record, secret)?)),
