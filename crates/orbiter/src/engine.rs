@@ -529,9 +529,15 @@ impl Engine {
                 machine,
                 index,
                 command,
+                copy,
                 ..
             } => {
-                let result = self.run_cluster_step(l, machine, command);
+                let result = self.run_cluster_step(l, machine, command).and_then(|out| {
+                    if let Some(c) = copy {
+                        self.copy_file(l, machine, c)?;
+                    }
+                    Ok(out)
+                });
                 let now = node_agent::timefmt::now_secs().max(0) as u64;
                 if let Some((_, kind)) = l.clusters.iter_mut().find(|(id, _)| id == cluster) {
                     match &result {
@@ -561,8 +567,12 @@ impl Engine {
         }
     }
 
-    /// Runs a cluster kind's command as root on `machine`; returns its stdout.
-    fn run_cluster_step(&self, l: &Loaded, machine: &MachineKey, command: &str) -> Result<String> {
+    /// Where and how to log in on `machine` with the maintenance key.
+    fn login<'a>(
+        &self,
+        l: &'a Loaded,
+        machine: &MachineKey,
+    ) -> Result<(crate::ssh::Target, &'a crate::ssh::HostKey, &'a str)> {
         let m = l
             .providers
             .get(&machine.provider)
@@ -571,7 +581,6 @@ impl Engine {
             .into_iter()
             .find(|m| m.key == *machine)
             .ok_or_else(|| anyhow!("{machine} does not exist"))?;
-        let t = target(&m);
         let pinned = l
             .recorded
             .pinned
@@ -582,6 +591,47 @@ impl Engine {
             .get(&machine.provider)
             .and_then(|c| c.maintenance_private.as_deref())
             .ok_or_else(|| anyhow!("{machine}: no maintenance key"))?;
+        Ok((target(&m), pinned, login))
+    }
+
+    /// Moves `c.path` from `from` to `c.to` (0600, as root), runs `c.after` there, and
+    /// removes the source copy once the destination has it.
+    fn copy_file(
+        &self,
+        l: &Loaded,
+        from: &MachineKey,
+        c: &crate::clusters::FileCopy,
+    ) -> Result<()> {
+        let (t, pinned, login) = self.login(l, from)?;
+        let bytes = self
+            .ssh
+            .read_file(&t, pinned, login, &c.path)?
+            .ok_or_else(|| anyhow!("{from}: {} is missing", c.path))?;
+        let (to, to_pinned, to_login) = self.login(l, &c.to)?;
+        self.ssh
+            .write_file(&to, to_pinned, to_login, &c.path, 0o600, &bytes)?;
+        run(
+            &self.ssh,
+            &to,
+            to_pinned,
+            to_login,
+            &as_root(&to.user, &c.after),
+        )?;
+        if c.to != *from {
+            run(
+                &self.ssh,
+                &t,
+                pinned,
+                login,
+                &as_root(&t.user, &format!("rm -f -- {}", crate::ssh::quote(&c.path))),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs a cluster kind's command as root on `machine`; returns its stdout.
+    fn run_cluster_step(&self, l: &Loaded, machine: &MachineKey, command: &str) -> Result<String> {
+        let (t, pinned, login) = self.login(l, machine)?;
         let out = self
             .ssh
             .exec(&t, pinned, login, &as_root(&t.user, command), None)?;

@@ -88,6 +88,8 @@ pub enum Action {
         summary: String,
         #[serde(skip)]
         command: String,
+        #[serde(skip)]
+        copy: Option<crate::clusters::FileCopy>,
     },
 }
 
@@ -551,6 +553,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 index,
                 summary: s.summary.clone(),
                 command: s.command.clone(),
+                copy: s.copy.clone(),
             },
             reason: s.reason.clone(),
             destructive: s.destructive,

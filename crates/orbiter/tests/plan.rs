@@ -523,6 +523,7 @@ fn cluster_items_steps_and_frozen_machines() {
             reason: "etcd cluster kv".into(),
             destructive: false,
             command: "true".into(),
+            copy: None,
         },
     ));
     let p = w.plan_with(&needs);

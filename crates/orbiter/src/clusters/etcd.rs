@@ -3,7 +3,8 @@
 //! `orbiter/secrets.yml`, and turns its plan into items, steps and holds on machines.
 
 use super::{
-    ClusterKind, ClusterNeeds, KindInput, KindStep, SecretReader, pool_machines, record_path,
+    ClusterKind, ClusterNeeds, FileCopy, KindInput, KindStep, SecretReader, pool_machines,
+    record_path,
 };
 use crate::machine::MachineKey;
 use crate::observed::Reach;
@@ -191,6 +192,23 @@ impl ClusterKind for Etcd {
             }
         }
         for s in &p.steps {
+            let copy = match (s, &self.spec.backup) {
+                (EtcdStep::Snapshot { path, .. }, Some(b)) => {
+                    let to = key(&b.target.value)?;
+                    let prune = EtcdStep::PruneSnapshots {
+                        cluster: self.id.to_string(),
+                        on: to.to_string(),
+                        dir: orb_etcd::plan::SNAPSHOT_DIR.to_owned(),
+                        keep: b.keep.value,
+                    };
+                    Some(FileCopy {
+                        path: path.clone(),
+                        to,
+                        after: prune.command(),
+                    })
+                }
+                _ => None,
+            };
             needs.steps.push((
                 self.id.clone(),
                 KindStep {
@@ -199,6 +217,7 @@ impl ClusterKind for Etcd {
                     reason: format!("etcd cluster {}", self.id),
                     destructive: s.destructive(),
                     command: s.command(),
+                    copy,
                 },
             ));
         }
@@ -208,8 +227,18 @@ impl ClusterKind for Etcd {
     }
 
     fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64) {
-        if let Some(step) = self.steps.get(index) {
-            self.record.note_step(step, result, now);
+        let Some(step) = self.steps.get(index) else {
+            return;
+        };
+        self.record.note_step(step, result, now);
+        // The engine moved the snapshot to the backup target: that is where it is kept.
+        if let (EtcdStep::Snapshot { path, .. }, Ok(_), Some(b), Some(last)) = (
+            step,
+            result,
+            &self.spec.backup,
+            self.record.last_backup.as_mut(),
+        ) {
+            last.location = format!("{}:{path}", b.target.value);
         }
     }
 

@@ -25,6 +25,17 @@ pub struct KindStep {
     pub reason: String,
     pub destructive: bool,
     pub command: String,
+    /// After the command: copy the file it produced to another machine (backups).
+    pub copy: Option<FileCopy>,
+}
+
+/// A file moved from one machine to another over SSH, then `after` run on the destination
+/// (retention) and the source copy removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileCopy {
+    pub path: String,
+    pub to: MachineKey,
+    pub after: String,
 }
 
 /// What the kinds ask of the rest of the Orb this round (merged over all clusters).
