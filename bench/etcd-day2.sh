@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 profile=${PROFILE:-release}
 flag=$([ "$profile" = release ] && echo --release || true)
 cargo build -q $flag -p orbctl -p node-agent -p orb-etcd --bin orbctl --bin node-agent --bin etcd-load
-bin="$PWD/target/$profile"
-orbctl="$bin/orbctl"
 name="day2$$"
 work=$(mktemp -d /tmp/orb-etcd-day2.XXXXXX)
+# A copy: a rebuild during the run must not pull the binaries from under the daemon.
+bin="$work/bin"
+mkdir "$bin"
+cp "target/$profile/orbctl" "target/$profile/node-agent" "target/$profile/etcd-load" "$bin/"
+orbctl="$bin/orbctl"
 export ORBCONFIG="$work/orb/config"
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then echo "kept: ORBCONFIG=$ORBCONFIG" >&2; return; fi
@@ -105,18 +108,18 @@ on_client "mkdir -p -m 0700 /etc/orb-etcd-load && cd /etc/orb-etcd-load && print
 
 # Runs "$@" (the operation) with the writer on, then prints the operation's line.
 op() {
-  local name=$1; shift
-  local prefix="day2/$name"
+  local opname=$1; shift
+  local prefix="day2/$opname"
   on_client "$("$bin/etcd-load" start --endpoints "$(endpoints)" --prefix "$prefix")"
   sleep 2
   local t0; t0=$(date +%s.%N)
-  log "op $name"
+  log "op $opname"
   "$@"
   local dur; dur=$(since "$t0")
   sleep 2
-  on_client "$("$bin/etcd-load" stop)" > "$work/$name.log"
-  on_client "$("$bin/etcd-load" read-back --endpoints "$(endpoints)" --prefix "$prefix")" > "$work/$name.keys"
-  echo "op=$name duration_s=$dur $("$bin/etcd-load" check --log "$work/$name.log" --keys "$work/$name.keys" --prefix "$prefix")"
+  on_client "$("$bin/etcd-load" stop)" > "$work/$opname.log"
+  on_client "$("$bin/etcd-load" read-back --endpoints "$(endpoints)" --prefix "$prefix")" > "$work/$opname.keys"
+  echo "op=$opname duration_s=$dur $("$bin/etcd-load" check --log "$work/$opname.log" --keys "$work/$opname.keys" --prefix "$prefix")"
 }
 
 scale_out() { patch providers.loc.spec.pools.etcd.nodes 5; patch clusters.kv.spec.nodes 5; wait_settled 5; }
@@ -133,10 +136,22 @@ power_cut() {
   ! record | grep -q "name: loc.$victim\$" || { log "$victim is still a member"; exit 1; }
 }
 
+backup_drill() {
+  local before after
+  before=$(record | sed -n 's/^  at: //p')
+  patch clusters.kv.spec.backup.every 20s
+  until after=$(record | sed -n 's/^  at: //p'); [ -n "$after" ] && [ "$after" != "$before" ]; do sleep 2; done
+  patch clusters.kv.spec.backup.every 1h
+  "$orbctl" cluster restore-drill kv | tee "$work/drill.txt" >&2
+  grep -q '^result: *restorable' "$work/drill.txt"
+  [ "$(sed -n 's/^keys served: *//p' "$work/drill.txt")" -gt 0 ]
+}
+
 op scale-out-3-5 scale_out
 op scale-in-5-3 scale_in
 op upgrade-3.4-3.5 upgrade
 op power-cut-replace power_cut
+op backup-restore-drill backup_drill
 
 t0=$(date +%s.%N)
 "$orbctl" teardown --yes >/dev/null 2>&1

@@ -66,6 +66,9 @@ pub enum Command {
     /// Machines of the Orb
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Clusters of the Orb (etcd)
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Debian machines on this host (systemd-nspawn), for trying things and for the Local provider
     #[command(subcommand)]
     Local(orb_machines::cli::LocalCommand),
@@ -175,6 +178,22 @@ pub struct TakeoffArgs {
     /// default: the first ready machine of a Static provider
     #[arg(long, value_name = "ID")]
     pub orbiter_on: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Restore a snapshot into a temporary etcd on a member machine and report what it verified
+    /// (checksum, revision, keys served); the cluster itself is not touched
+    RestoreDrill {
+        /// Cluster id in orbiter.yml
+        cluster: String,
+        /// MACHINE:/PATH of the snapshot [default: the last backup in the cluster's record]
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// The machine to drill on (`provider.machine`) [default: the first healthy member]
+        #[arg(long)]
+        on: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -568,7 +568,7 @@ impl Engine {
     }
 
     /// Where and how to log in on `machine` with the maintenance key.
-    fn login<'a>(
+    pub fn login<'a>(
         &self,
         l: &'a Loaded,
         machine: &MachineKey,

@@ -1,5 +1,6 @@
 //! One module per command group; `run` dispatches.
 
+mod cluster;
 mod configure;
 mod file;
 mod import_orbos;
@@ -8,7 +9,9 @@ mod orbiter;
 mod secrets;
 mod validate;
 
-use crate::args::{Cli, Command, FileCommand, NodeCommand, OrbiterCommand, SecretsCommand};
+use crate::args::{
+    Cli, ClusterCommand, Command, FileCommand, NodeCommand, OrbiterCommand, SecretsCommand,
+};
 use anyhow::Result;
 use orb_repo::UpdateOutcome;
 
@@ -37,6 +40,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Exec { id, command }) => node::exec(g, &id, &command),
         Command::Node(NodeCommand::Reboot { ids }) => node::flag(g, &ids, true),
         Command::Node(NodeCommand::Replace { ids }) => node::flag(g, &ids, false),
+        Command::Cluster(ClusterCommand::RestoreDrill {
+            cluster,
+            snapshot,
+            on,
+        }) => cluster::restore_drill(g, &cluster, snapshot.as_deref(), on.as_deref()),
         Command::Local(c) => orb_machines::cli::run(c),
     }
 }

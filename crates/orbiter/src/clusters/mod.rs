@@ -5,6 +5,7 @@
 //! records its state in `orbiter/clusters/<id>/current.yml`. The engine does the I/O.
 
 pub mod etcd;
+pub mod etcd_drill;
 
 use crate::machine::MachineKey;
 use crate::observed::Observed;

@@ -1,0 +1,271 @@
+//! End to end on real machines (root): an EtcdCluster on a Local pool, driven only by commits.
+//! Bootstrap of 3 with TLS and a backup moved to another machine, a key written and read back
+//! through every step, a rolling upgrade 3.4 → 3.5, a downgrade across minors refused, one
+//! member's machine power-cut and replaced automatically, and teardown.
+
+mod common;
+
+use common::*;
+use orb_machines::{Group, Host};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Cleanup {
+    group: String,
+    person: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.person.join(".orb")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".pid")
+                    && let Ok(pid) = std::fs::read_to_string(e.path())
+                    && let Ok(pid) = pid.trim().parse::<i32>()
+                {
+                    if std::thread::panicking()
+                        && let Ok(log) = std::fs::read_to_string(e.path().with_extension("log"))
+                    {
+                        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                        eprintln!(
+                            "--- Orbiter log (last lines, newest first):\n{}",
+                            tail.join("\n")
+                        );
+                    }
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        if let Ok(host) = Host::new() {
+            let _ = Group::remove(&host, &self.group);
+        }
+    }
+}
+
+fn node_agent_binary() -> String {
+    let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn orb_yaml(group: &str) -> String {
+    format!(
+        "kind: Orb
+version: v1
+providers:
+  loc:
+    kind: LocalProvider
+    version: v1
+    spec:
+      group: {group}
+      pools:
+        etcd:
+          nodes: 3
+        backup:
+          nodes: 1
+clusters:
+  kv:
+    kind: EtcdCluster
+    version: v1
+    spec:
+      provider: loc
+      pool: etcd
+      nodes: 3
+      version: 3.4.23
+      backup:
+        every: 1h
+        keep: 2
+        target: loc.backup-1
+"
+    )
+}
+
+/// The record's members: (name, state, healthy, version).
+fn members(p: &Person) -> Vec<(String, String, bool, String)> {
+    let text = p.ok(&["file", "print", "orbiter/clusters/kv/current.yml"]);
+    let mut out = Vec::new();
+    let mut in_members = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('-') {
+            in_members = line == "members:";
+            continue;
+        }
+        if !in_members {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("- name: ") {
+            out.push((name.to_owned(), String::new(), false, String::new()));
+        } else if let Some(m) = out.last_mut() {
+            let v = line.trim();
+            if let Some(s) = v.strip_prefix("state: ") {
+                m.1 = s.to_owned();
+            } else if v == "healthy: true" {
+                m.2 = true;
+            } else if let Some(s) = v.strip_prefix("version: ") {
+                m.3 = s.trim_matches('"').to_owned();
+            }
+        }
+    }
+    out
+}
+
+fn settled(p: &Person, n: usize, version: &str) -> bool {
+    let m = members(p);
+    m.len() == n
+        && m.iter()
+            .all(|(_, s, h, v)| s == "member" && *h && v == version)
+}
+
+/// etcdctl as root on a member machine, with the client certificate Orbiter put there.
+fn etcdctl(p: &Person, machine: &str, args: &str) -> String {
+    let pki = "/etc/orb-etcd/kv/pki";
+    p.ok(&[
+        "node",
+        "exec",
+        machine,
+        "--",
+        &format!(
+            "sudo ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={pki}/ca.crt --cert={pki}/client.crt --key={pki}/client.key {args}"
+        ),
+    ])
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn etcd_bootstrap_backup_upgrade_refused_downgrade_self_healing_teardown() {
+    let host = Host::new().expect("this test needs root and the orb-machines host tools");
+    let group = format!("kv{}", std::process::id());
+    let (p, repo) = (Person::new(), orb_testsupport::bare_repo());
+    let cleanup = Cleanup {
+        group: group.clone(),
+        person: p.home.path().to_owned(),
+    };
+    p.ok(&[
+        "configure",
+        "--repourl",
+        &format!("file://{}", repo.path.display()),
+    ]);
+    human_commit(&repo.path, "orbiter.yml", &orb_yaml(&group), "etcd kv");
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let out = p
+        .cmd(&[
+            "takeoff",
+            "--timeout",
+            "900",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--interval",
+            "1",
+        ])
+        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "takeoff:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("3 healthy members", Duration::from_secs(300), || {
+        settled(&p, 3, "3.4.23")
+    });
+
+    // TLS material: readable by the person, never plaintext in Git.
+    assert!(
+        p.ok(&["readsecret", "kv.clientcert"])
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(!read_from(&repo.path, "orbiter/secrets.yml").contains("PRIVATE KEY"));
+    // The first backup was taken and moved to the backup machine.
+    let record = read_from(&repo.path, "orbiter/clusters/kv/current.yml");
+    assert!(
+        record.contains("location: loc.backup-1:/var/backups/orb-etcd/kv-"),
+        "{record}"
+    );
+    let listing = p.ok(&[
+        "node",
+        "exec",
+        "loc.backup-1",
+        "--",
+        "sudo ls /var/backups/orb-etcd",
+    ]);
+    assert!(listing.contains("kv-"), "{listing}");
+
+    assert_eq!(etcdctl(&p, "loc.etcd-1", "put probe written-on-3.4"), "OK");
+
+    // Rolling upgrade, one member at a time.
+    p.ok(&[
+        "file",
+        "patch",
+        "orbiter.yml",
+        "clusters.kv.spec.version",
+        "--value",
+        "3.5.16",
+    ]);
+    wait_for("every member on 3.5.16", Duration::from_secs(400), || {
+        settled(&p, 3, "3.5.16")
+    });
+    assert!(etcdctl(&p, "loc.etcd-3", "get probe --print-value-only").contains("written-on-3.4"));
+
+    // A downgrade across minors is refused with the reason; nothing is touched.
+    p.ok(&[
+        "file",
+        "patch",
+        "orbiter.yml",
+        "clusters.kv.spec.version",
+        "--value",
+        "3.4.23",
+    ]);
+    wait_for(
+        "the refusal in the current state",
+        Duration::from_secs(60),
+        || read_from(&repo.path, "orbiter/current.yml").contains("downgrade"),
+    );
+    assert!(settled(&p, 3, "3.5.16"));
+    p.ok(&[
+        "file",
+        "patch",
+        "orbiter.yml",
+        "clusters.kv.spec.version",
+        "--value",
+        "3.5.16",
+    ]);
+
+    // A member's machine loses power: the member is removed and a new machine joins.
+    let g = Group::attach(&host, &group).unwrap();
+    g.machine("etcd-2").unwrap().power_cut().unwrap();
+    wait_for(
+        "etcd-2 replaced by a new member",
+        Duration::from_secs(400),
+        || settled(&p, 3, "3.5.16") && !members(&p).iter().any(|m| m.0 == "loc.etcd-2"),
+    );
+    assert!(
+        !g.machines().unwrap().iter().any(|m| m.id == "etcd-2"),
+        "the dead machine was not destroyed"
+    );
+    assert!(etcdctl(&p, "loc.etcd-1", "get probe --print-value-only").contains("written-on-3.4"));
+
+    let out = p.run(&["teardown", "--yes"]);
+    assert!(
+        out.status.success(),
+        "teardown:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!host.group_names().unwrap().contains(&group));
+    drop(cleanup);
+}
