@@ -260,6 +260,20 @@ fn etcd_bootstrap_backup_upgrade_refused_downgrade_self_healing_teardown() {
     );
     assert!(etcdctl(&p, "loc.etcd-1", "get probe --print-value-only").contains("written-on-3.4"));
 
+    // The restore drill: the recorded backup restores into a temporary etcd.
+    let drill = p
+        .cmd(&["cluster", "restore-drill", "kv"])
+        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&drill.stdout);
+    assert!(
+        drill.status.success() && report.contains("result:        restorable"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&drill.stderr)
+    );
+    assert!(report.contains("matches the record"), "{report}");
+
     let out = p.run(&["teardown", "--yes"]);
     assert!(
         out.status.success(),
