@@ -188,6 +188,16 @@ pub enum MachineFlag {
 
 impl ProviderSpec {
     /// `rebootrequired` or `replacementrequired`: written by `orbctl node`, cleared by Orbiter.
+    /// The machines a person flagged for a reboot or a replacement.
+    pub fn flags(&self, flag: MachineFlag) -> &[crate::Located<crate::Id>] {
+        match (self, flag) {
+            (ProviderSpec::Static(s), MachineFlag::Reboot) => &s.rebootrequired,
+            (ProviderSpec::Static(s), MachineFlag::Replace) => &s.replacementrequired,
+            (ProviderSpec::Local(s), MachineFlag::Reboot) => &s.rebootrequired,
+            (ProviderSpec::Local(s), MachineFlag::Replace) => &s.replacementrequired,
+        }
+    }
+
     pub fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<crate::Located<crate::Id>> {
         match (self, flag) {
             (ProviderSpec::Static(s), MachineFlag::Reboot) => &mut s.rebootrequired,

@@ -251,6 +251,17 @@ impl Engine {
             });
             outputs.push(answers.into_iter().flatten().collect::<BTreeMap<_, _>>());
         }
+        let replacing: std::collections::BTreeSet<MachineKey> = l
+            .orb
+            .providers
+            .iter()
+            .flat_map(|(pid, node)| {
+                node.spec
+                    .flags(MachineFlag::Replace)
+                    .iter()
+                    .map(move |id| MachineKey::new(pid, &id.value))
+            })
+            .collect();
         let mut kinds = std::mem::take(&mut l.clusters);
         let mut needs = ClusterNeeds::default();
         for ((id, kind), outputs) in kinds.iter_mut().zip(&outputs) {
@@ -259,6 +270,7 @@ impl Engine {
                 recorded: &l.recorded,
                 outputs,
                 providers: &l.providers,
+                replacing: &replacing,
                 now,
             };
             needs.merge(id, plan_one(id, kind.as_mut(), &input));

@@ -8,6 +8,7 @@ use crate::machine::{MachineKey, MachineRef};
 use crate::node_desired::{NodeDesiredDoc, items_for, next_doc};
 use crate::observed::{Observed, Reach};
 use crate::ssh::HostKey;
+use orb_model::registry::MachineFlag;
 use orb_model::{Id, Orb, ProviderSpec};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -228,16 +229,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let machines: Vec<&crate::observed::MachineObserved> = provider_obs
             .map(|p| p.machines.iter().collect())
             .unwrap_or_default();
-        let (reboot, replace): (Vec<&Id>, Vec<&Id>) = match &node.spec {
-            ProviderSpec::Static(s) => (
-                s.rebootrequired.iter().map(|l| &l.value).collect(),
-                s.replacementrequired.iter().map(|l| &l.value).collect(),
-            ),
-            ProviderSpec::Local(l) => (
-                l.rebootrequired.iter().map(|l| &l.value).collect(),
-                l.replacementrequired.iter().map(|l| &l.value).collect(),
-            ),
-        };
+        let ids = |f| node.spec.flags(f).iter().map(|l| &l.value).collect();
+        let (reboot, replace): (Vec<&Id>, Vec<&Id>) =
+            (ids(MachineFlag::Reboot), ids(MachineFlag::Replace));
         let ready = |m: &crate::observed::MachineObserved| machine_ready(m, recorded);
 
         // Scaling (Local) and replacement.

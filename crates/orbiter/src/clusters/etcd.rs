@@ -116,7 +116,8 @@ impl ClusterKind for Etcd {
                 ip: m.machine.ip,
                 ready: machine_ready(m, input.recorded),
                 reachable: m.reach.logged_in(),
-                gone: false,
+                // To be replaced: its member leaves (quorum permitting) and a successor joins.
+                gone: input.replacing.contains(&m.machine.key),
             })
             .collect();
         let views: BTreeMap<String, orb_etcd::observe::MemberView> = machines

@@ -82,6 +82,8 @@ pub struct KindInput<'a> {
     /// Output of [`ClusterKind::observe_command`] per machine that answered.
     pub outputs: &'a BTreeMap<MachineKey, String>,
     pub providers: &'a BTreeMap<Id, Box<dyn Provider>>,
+    /// Machines a person asked to replace (`replacementrequired`): their roles move elsewhere.
+    pub replacing: &'a std::collections::BTreeSet<MachineKey>,
     /// Unix seconds.
     pub now: u64,
 }
