@@ -1,7 +1,8 @@
 //! End to end on real machines (root): takeoff of an Orb with a Static provider over three
 //! machines and a Local provider pool of two, node software on both, the daemon handing over,
 //! idle without commits, a human commit rolled out everywhere, an invalid orbiter.yml kept out,
-//! and teardown leaving the machines without anything Orbiter installed.
+//! a replacement finished by a restarted Orbiter after the daemon was killed mid-surge, and
+//! teardown leaving the machines without anything Orbiter installed.
 
 mod common;
 
@@ -74,6 +75,57 @@ fn node_agent_binary() -> String {
     p.display().to_string()
 }
 
+/// Copies of the binaries under test, taken when the test starts. Takeoff starts the daemon from
+/// its own executable and the daemon installs the agent from its file for minutes afterwards; a
+/// rebuild of the shared target directory meanwhile would leave a deleted path or another agent.
+struct Binaries {
+    dir: tempfile::TempDir,
+}
+
+impl Binaries {
+    fn snapshot() -> Binaries {
+        let dir = tempfile::Builder::new()
+            .prefix("orbiter-e2e-bin-")
+            .tempdir()
+            .unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_orbctl"), dir.path().join("orbctl")).unwrap();
+        std::fs::copy(node_agent_binary(), dir.path().join("node-agent")).unwrap();
+        Binaries { dir }
+    }
+
+    fn orbctl(&self) -> std::path::PathBuf {
+        self.dir.path().join("orbctl")
+    }
+
+    fn node_agent(&self) -> std::path::PathBuf {
+        self.dir.path().join("node-agent")
+    }
+}
+
+/// `orbctl takeoff` as the person (see [`Person::cmd`]), run from the snapshot of the binary.
+fn takeoff(p: &Person, bins: &Binaries, timeout: &str, listen: &str) -> std::process::Output {
+    Command::new(bins.orbctl())
+        .arg("-f")
+        .arg(&p.config)
+        .args([
+            "takeoff",
+            "--timeout",
+            timeout,
+            "--listen",
+            listen,
+            "--interval",
+            "1",
+        ])
+        .env("HOME", p.home.path())
+        .env("GIT_AUTHOR_NAME", "Test Person")
+        .env("GIT_AUTHOR_EMAIL", "person@example.test")
+        .env("ORBITER_NODE_AGENT", bins.node_agent())
+        .env_remove("ORBCONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn orb_yaml(static_machines: &[(String, String)], local_group: &str, etcd: &str) -> String {
     let mut s = String::from(
         "kind: Orb\nversion: v1\nproviders:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n",
@@ -121,6 +173,7 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
         person: Some(p.home.path().to_owned()),
     };
     let _ = &mut cleanup;
+    let bins = Binaries::snapshot();
 
     // Three machines that "already exist" for the Static provider, reachable with a bootstrap key.
     let (boot_priv, boot_pub) = orb_testsupport::keypair();
@@ -181,7 +234,7 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     // Plan before anything exists: machines to create, keys, agents.
     let plan = p
         .cmd(&["plan"])
-        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .env("ORBITER_NODE_AGENT", bins.node_agent())
         .output()
         .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout);
@@ -197,19 +250,7 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
 
     let port = 20000 + (pid % 20000) as u16;
     let listen = format!("127.0.0.1:{port}");
-    let out = p
-        .cmd(&[
-            "takeoff",
-            "--timeout",
-            "900",
-            "--listen",
-            &listen,
-            "--interval",
-            "1",
-        ])
-        .env("ORBITER_NODE_AGENT", node_agent_binary())
-        .output()
-        .unwrap();
+    let out = takeoff(&p, &bins, "900", &listen);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "takeoff failed:\n{log}");
 
@@ -259,7 +300,7 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     // Converged: nothing to do, and the daemon commits nothing while idle.
     let plan = p
         .cmd(&["plan"])
-        .env("ORBITER_NODE_AGENT", node_agent_binary())
+        .env("ORBITER_NODE_AGENT", bins.node_agent())
         .output()
         .unwrap();
     assert!(
@@ -332,6 +373,83 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
         current(&repo.path).desired_error.is_none()
     });
 
+    // Replace loc.extra-1 with the Orbiter killed in the middle: the daemon surges extra-3 and
+    // dies (SIGKILL) before extra-1 is gone; the Orbiter started again finishes the replacement
+    // from what Git and the machines say, without a second successor.
+    p.ok(&["node", "replace", "loc.extra-1"]);
+    assert_eq!(replacement_flags(&repo.path), ["extra-1"]);
+    let local_ids = || -> Vec<String> {
+        let mut ids: Vec<String> = local
+            .machines()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    wait_for(
+        "the surge machine extra-3",
+        Duration::from_secs(180),
+        || local_ids().contains(&"extra-3".to_owned()),
+    );
+    let daemon = daemon_pid(p.home.path());
+    // SAFETY: plain signal delivery to the daemon this test's takeoff started.
+    assert_eq!(unsafe { libc::kill(daemon, libc::SIGKILL) }, 0);
+    wait_for("the daemon gone", Duration::from_secs(10), || {
+        !alive(daemon)
+    });
+    assert!(
+        local_ids().contains(&"extra-1".to_owned()),
+        "extra-1 was destroyed before the daemon was killed: {:?}",
+        local_ids()
+    );
+    assert!(http_get_fails(&listen), "the killed daemon still answers");
+    let out = takeoff(&p, &bins, "600", &listen);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "takeoff after the kill failed:\n{log}"
+    );
+    assert_eq!(
+        local_ids(),
+        ["extra-2", "extra-3"],
+        "the restarted Orbiter must finish the replacement, not start another:\n{log}"
+    );
+    assert!(
+        replacement_flags(&repo.path).is_empty(),
+        "replacement flag left in orbiter.yml"
+    );
+    let cur = current(&repo.path);
+    let key = |id: &str| orbiter::machine::MachineKey::parse(id).unwrap();
+    assert!(!cur.machines.contains_key(&key("loc.extra-1")), "{cur:?}");
+    for id in ["loc.extra-2", "loc.extra-3"] {
+        assert_eq!(
+            cur.machines.get(&key(id)).map(|m| m.state.as_str()),
+            Some("ready"),
+            "{id}: {cur:?}"
+        );
+    }
+    assert_eq!(cur.machines.len(), 5, "{cur:?}");
+    let successor = local.machine("extra-3").unwrap();
+    assert_eq!(
+        sh(&successor, "dpkg-query -W -f '${Version}' etcd-server"),
+        NEW
+    );
+    assert_eq!(
+        sh(&successor, "cat /etc/orbiter-demo.conf"),
+        "managed by Orbiter"
+    );
+    assert_eq!(
+        sh(&successor, "systemctl is-active orbiter-demo.service"),
+        "active"
+    );
+    wait_for(
+        "the restarted Orbiter daemon answering /healthz",
+        Duration::from_secs(60),
+        || try_http_get(&listen, "/healthz").is_some_and(|b| b.starts_with("ok")),
+    );
+
     // Teardown: the daemon stops, Local machines go, Static machines keep nothing of Orbiter's
     // and accept the person's bootstrap key again.
     let out = p.run(&["teardown", "--yes"]);
@@ -376,15 +494,56 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     drop(cleanup);
 }
 
+/// Machines flagged in `replacementrequired` of the Local provider `loc`, as committed.
+fn replacement_flags(repo: &Path) -> Vec<String> {
+    let orb = orb_model::Orb::parse(&read_from(repo, "orbiter.yml"), "orbiter.yml").unwrap();
+    match &orb.providers[&orb_model::Id::parse("loc").unwrap()].spec {
+        orb_model::ProviderSpec::Local(l) => l
+            .replacementrequired
+            .iter()
+            .map(|m| m.value.to_string())
+            .collect(),
+        other => panic!("loc is not a Local provider: {other:?}"),
+    }
+}
+
+/// The pid of the Orbiter daemon takeoff started, from its pid file in the person's `~/.orb`.
+fn daemon_pid(home: &Path) -> i32 {
+    let dir = home.join(".orb");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .and_then(|e| std::fs::read_to_string(e.path()).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Orbiter pid file in {}", dir.display()))
+}
+
+/// Exists and is not a zombie (the detached daemon's reaper may be slow).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
 fn http_get(addr: &str, path: &str) -> String {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
+}
+
+/// The body, or None while nothing answers (a daemon still starting).
+fn try_http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
     let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
+    s.read_to_string(&mut body).ok()?;
+    Some(
+        body.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
 }
 
 fn http_get_fails(addr: &str) -> bool {
