@@ -32,7 +32,8 @@ pub enum Command {
     Configure(ConfigureArgs),
     /// Encrypt a value into the secret at PATH (`<provider or cluster id>.<field>`)
     Writesecret(WriteSecretArgs),
-    /// Decrypt the secret at PATH to stdout, byte for byte
+    /// Decrypt the secret at PATH to stdout, byte for byte (also secrets Orbiter generated, such
+    /// as a cluster's `<id>.ca`, `<id>.clientcert`, `<id>.clientkey`; `orbiter.*` ones stay internal)
     Readsecret {
         /// e.g. lab.bootstrapkeyprivate; omitted on a terminal: choose from a list
         path: Option<String>,

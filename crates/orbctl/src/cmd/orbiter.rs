@@ -118,7 +118,7 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
     let spec = handover::HandoverSpec {
         config: h.config,
         known_hosts: h.known_hosts,
-        orbctl: std::env::current_exe().context("cannot find the running program")?,
+        orbctl: running_program(),
         listen: a.daemon.listen,
         interval: a.daemon.interval.max(1),
     };
@@ -130,6 +130,12 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
         a.daemon.listen
     );
     Ok(())
+}
+
+/// This very program, also when its file was replaced meanwhile (an upgrade, a rebuild):
+/// `/proc/self/exe` still opens the image that runs.
+fn running_program() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
 }
 
 /// What goes into the Orb with its Orbiter.
@@ -212,7 +218,7 @@ fn start_daemon(config_path: &Path, orb_id: &str, d: &DaemonArgs) -> Result<i32>
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    let mut cmd = std::process::Command::new(running_program());
     cmd.arg("-f")
         .arg(config_path)
         .args([
