@@ -232,7 +232,17 @@ fn reconcile_with_list(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]
     if cx.out.record.cluster_id.is_none() {
         cx.rec().cluster_id = view.cluster_id;
     }
-    for e in list {
+    // In the pool's order, whatever order the answering member lists them in: adoption must
+    // give the same record and configs from every member's answer.
+    let at = |e: &MemberEntry| {
+        i.candidates
+            .iter()
+            .position(|c| e.peer_urls.contains(&peer_url(c.ip)))
+            .unwrap_or(usize::MAX)
+    };
+    let mut ordered: Vec<&MemberEntry> = list.iter().collect();
+    ordered.sort_by_key(|e| (at(e), e.id));
+    for e in ordered.iter().copied() {
         let known = cx
             .out
             .record
@@ -252,7 +262,7 @@ fn reconcile_with_list(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]
                     continue;
                 };
                 let disk = i.observed.get(&c.machine).and_then(|v| v.config.as_ref());
-                let started: Vec<(&str, IpAddr)> = list
+                let started: Vec<(&str, IpAddr)> = ordered
                     .iter()
                     .filter(|x| x.started || x.id == e.id)
                     .filter_map(|x| {
@@ -382,11 +392,15 @@ fn refresh_observed(cx: &mut Ctx<'_>, list: Option<(&MemberView, &[MemberEntry])
                 .map(|m| m.name.clone())
         });
         cx.rec().leader = leader;
-        cx.rec().endpoints = l
+        let mut endpoints: Vec<String> = l
             .iter()
             .filter(|e| e.started && !e.learner)
             .flat_map(|e| e.client_urls.clone())
             .collect();
+        // In the record's order: the member list's own order varies with the answering member,
+        // and a mere reordering must not count as a change (it would commit every loop).
+        endpoints.sort();
+        cx.rec().endpoints = endpoints;
         cx.rec().alarms = view.alarms.clone();
     }
     // Volatile numbers: only with another change, or when they moved a lot.

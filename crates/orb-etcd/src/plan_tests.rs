@@ -185,7 +185,7 @@ impl Sim {
             let serving = m.running && mem.is_some_and(|x| x.started);
             // A learner fails etcd's health check (no linearizable reads).
             let healthy = serving && q && mem.is_some_and(|x| !x.learner);
-            let list = self
+            let mut list: Vec<MemberEntry> = self
                 .members
                 .iter()
                 .map(|x| MemberEntry {
@@ -205,6 +205,9 @@ impl Sim {
                     learner: x.learner,
                 })
                 .collect();
+            // etcd lists members in an order of its own, different per answering member.
+            let n = list.len().max(1);
+            list.rotate_left((self.iteration as usize) % n);
             out.insert(
                 m.name.clone(),
                 MemberView {
