@@ -207,7 +207,7 @@ impl Sim {
                 .collect();
             // etcd lists members in an order of its own, different per answering member.
             let n = list.len().max(1);
-            list.rotate_left((self.iteration as usize) % n);
+            list.rotate_left(self.iteration % n);
             out.insert(
                 m.name.clone(),
                 MemberView {
