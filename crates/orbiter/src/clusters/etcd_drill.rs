@@ -38,7 +38,9 @@ fn script(snapshot: &str) -> String {
         r#"set -eu
 d=$(mktemp -d /var/tmp/orb-drill.XXXXXX)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$d" {snap}' EXIT
+# Every command guarded: under `set -e` a failing one (wait returns the signal) would end the
+# cleanup early with its status.
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$d" {snap}' EXIT
 if command -v etcdutl >/dev/null 2>&1; then T=etcdutl; else T='env ETCDCTL_API=3 etcdctl'; fi
 echo "@@sha $(sha256sum {snap} | cut -d' ' -f1)"
 echo "@@status $($T snapshot status {snap} -w json)"
