@@ -45,8 +45,8 @@ software:
 YAML
 }
 commit() {
-  orb_yml "$1" > "$work/w/orbiter.yml"
   git -C "$work/w" pull -q --rebase origin main 2>/dev/null || true
+  orb_yml "$1" > "$work/w/orbiter.yml"
   git -C "$work/w" add orbiter.yml
   git -C "$work/w" -c user.name=Bench -c user.email=bench@example.test commit -q -m "change $1"
   git -C "$work/w" push -q origin HEAD:main
