@@ -45,6 +45,9 @@ pub struct Loaded {
     pub desired_error: Option<String>,
     pub recorded: Recorded,
     pub hostkeys: HostKeys,
+    /// Pins this iteration added (`Some`) or dropped (`None`): applied to the newest head's
+    /// file when committing, so a person's concurrent unpin is not overwritten.
+    pub pin_changes: BTreeMap<MachineKey, Option<crate::ssh::HostKey>>,
     pub secrets: GeneratedSecrets,
     pub creds: BTreeMap<Id, Credentials>,
     pub providers: BTreeMap<Id, Box<dyn Provider>>,
@@ -206,6 +209,7 @@ impl Engine {
             desired_error,
             recorded,
             hostkeys,
+            pin_changes: BTreeMap::new(),
             secrets,
             creds,
             providers,
@@ -529,10 +533,12 @@ impl Engine {
                 l.recorded.node_desired.remove(machine);
                 l.recorded.pinned.remove(machine);
                 l.hostkeys.keys.remove(machine);
+                l.pin_changes.insert(machine.clone(), None);
                 Ok(())
             }
             Action::PinHostKey { machine, key, .. } => {
                 l.hostkeys.keys.insert(machine.clone(), key.clone());
+                l.pin_changes.insert(machine.clone(), Some(key.clone()));
                 l.recorded.pinned.insert(machine.clone(), key.clone());
                 Ok(())
             }
@@ -699,6 +705,19 @@ impl Engine {
             message.push_str(&format!("\n{key}: {e}"));
         }
         let outcome = update(&mut self.repo, &message, |snap| {
+            let mut files = files.clone();
+            // Pins: the head's file (a person may have just unpinned a machine) plus this
+            // iteration's own changes.
+            if let Some(text) = read(snap, state::HOSTKEYS)? {
+                let mut head: HostKeys = state::parse(&text, state::HOSTKEYS)?;
+                for (m, k) in &l.pin_changes {
+                    match k {
+                        Some(k) => head.keys.insert(m.clone(), k.clone()),
+                        None => head.keys.remove(m),
+                    };
+                }
+                files.insert(state::HOSTKEYS.to_owned(), state::render(&head));
+            }
             let mut changes: Vec<FileChange> = files
                 .iter()
                 .map(|(path, text)| FileChange::write(path.clone(), text.as_bytes()))
