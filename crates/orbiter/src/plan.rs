@@ -246,12 +246,25 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         .iter()
                         .filter(|m| replace.contains(&&m.machine.key.machine))
                         .collect();
-                    // Dead machines a cluster gave up on: destroyed, and a new one surges.
+                    // Dead machines a cluster gave up on, and machines whose creation was cut
+                    // short (never reached, so never pinned, and unreachable now): destroyed,
+                    // and a new one surges.
+                    let stillborn = |m: &crate::observed::MachineObserved| {
+                        matches!(m.reach, Reach::Unreachable(_))
+                            && !recorded.pinned.contains_key(&m.machine.key)
+                    };
                     for m in in_pool
                         .iter()
                         .filter(|m| !replace.contains(&&m.machine.key.machine))
                     {
-                        if let Some(why) = clusters.heal.get(&m.machine.key) {
+                        if stillborn(m) {
+                            plan.step(
+                                Action::DestroyMachine {
+                                    machine: m.machine.key.clone(),
+                                },
+                                "its creation was cut short: never reached, unreachable now; it is created again",
+                            );
+                        } else if let Some(why) = clusters.heal.get(&m.machine.key) {
                             plan.step(
                                 Action::DestroyMachine {
                                     machine: m.machine.key.clone(),
@@ -265,6 +278,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                         .filter(|m| {
                             !replace.contains(&&m.machine.key.machine)
                                 && !clusters.heal.contains_key(&m.machine.key)
+                                && !stillborn(m)
                         })
                         .collect();
                     let want = p.nodes.value as usize;

@@ -506,6 +506,20 @@ fn a_dead_machine_a_cluster_gave_up_on_is_destroyed_and_a_successor_surges() {
 }
 
 #[test]
+fn a_local_machine_never_reached_and_unreachable_now_is_created_again() {
+    // Orbiter was killed while creating p-2: it exists but never booted, so it was never pinned.
+    let mut w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
+    w.recorded.pinned.remove(&key("loc.p-2"));
+    w.m("loc.p-2").reach = Reach::Unreachable("connect: no route to host".into());
+    let p = w.plan();
+    assert_steps(&p, &["destroy loc.p-2!", "create loc.p-3"]);
+    // Pinned once (it ran): unreachable is a fault to report, not a reason to destroy.
+    let mut w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
+    w.m("loc.p-2").reach = Reach::Unreachable("connect: no route to host".into());
+    assert_steps(&w.plan(), &[]);
+}
+
+#[test]
 fn cluster_items_steps_and_frozen_machines() {
     let w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
     let mut needs = ClusterNeeds::default();
