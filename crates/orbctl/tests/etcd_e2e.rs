@@ -5,10 +5,10 @@
 
 mod common;
 
+use common::e2e::*;
 use common::*;
 use orb_machines::{Group, Host};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Cleanup {
     group: String,
@@ -17,49 +17,10 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(self.person.join(".orb")) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(".pid")
-                    && let Ok(pid) = std::fs::read_to_string(e.path())
-                    && let Ok(pid) = pid.trim().parse::<i32>()
-                {
-                    if std::thread::panicking()
-                        && let Ok(log) = std::fs::read_to_string(e.path().with_extension("log"))
-                    {
-                        let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                        eprintln!(
-                            "--- Orbiter log (last lines, newest first):\n{}",
-                            tail.join("\n")
-                        );
-                    }
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
+        kill_daemons(&self.person, true);
         if let Ok(host) = Host::new() {
             let _ = Group::remove(&host, &self.group);
         }
-    }
-}
-
-fn node_agent_binary() -> String {
-    let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

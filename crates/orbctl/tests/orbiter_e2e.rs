@@ -6,12 +6,13 @@
 
 mod common;
 
+use common::e2e::*;
 use common::*;
 use orb_machines::{Group, GroupSpec, Host, Suite};
 use orbiter::state::{self, OrbCurrent};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Always removes the test's machine groups and stops its daemon, also when the test fails.
 struct Cleanup {
@@ -21,17 +22,8 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(home) = &self.person
-            && let Ok(entries) = std::fs::read_dir(home.join(".orb"))
-        {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(".pid")
-                    && let Ok(pid) = std::fs::read_to_string(e.path())
-                    && let Ok(pid) = pid.trim().parse::<i32>()
-                {
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
+        if let Some(home) = &self.person {
+            kill_daemons(home, false);
         }
         if let Ok(host) = Host::new() {
             for g in &self.groups {
@@ -41,39 +33,13 @@ impl Drop for Cleanup {
     }
 }
 
-fn sh(m: &orb_machines::Machine, cmd: &str) -> String {
-    let out = m.exec(&["sh", "-c", cmd]).unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn current(repo: &Path) -> OrbCurrent {
     state::parse(&read_from(repo, state::CURRENT), state::CURRENT).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// bookworm's etcd-server, and trixie's, which installs on bookworm: a real upgrade path.
 const OLD: &str = "3.4.23-4+b4";
 const NEW: &str = "3.5.16-4";
-
-fn node_agent_binary() -> String {
-    let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does",
-        p.display()
-    );
-    p.display().to_string()
-}
 
 /// Copies of the binaries under test, taken when the test starts. Takeoff starts the daemon from
 /// its own executable and the daemon installs the agent from its file for minutes afterwards; a

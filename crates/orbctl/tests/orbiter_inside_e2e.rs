@@ -7,11 +7,12 @@
 mod common;
 
 use common::Person;
+use common::e2e::*;
 use orb_machines::{Group, GroupSpec, Host, Machine, Suite};
 use orbiter::state::{self, OrbCurrent};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 struct Cleanup(String);
 
@@ -47,32 +48,6 @@ impl Drop for Cleanup {
             let _ = Group::remove(&host, &self.0);
         }
     }
-}
-
-fn sh(m: &Machine, cmd: &str) -> String {
-    let out = m.exec(&["sh", "-c", cmd]).unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn node_agent_binary() -> String {
-    let p = Path::new(env!("CARGO_BIN_EXE_orbctl")).with_file_name("node-agent");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p node-agent); scripts/test.sh does",
-        p.display()
-    );
-    p.display().to_string()
 }
 
 /// A person's own clone of the Orb repository over SSH, as plain git would do it.

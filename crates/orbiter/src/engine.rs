@@ -237,13 +237,7 @@ impl Engine {
             let command = kind.observe_command();
             let answers = parallel(&machines, |m| {
                 let key = &m.machine.key;
-                let t = target(&m.machine);
-                let pinned = l.recorded.pinned.get(key)?;
-                let creds = l.creds.get(&key.provider)?;
-                let login = match m.reach {
-                    Reach::Bootstrap => creds.bootstrap_private.as_deref()?,
-                    _ => creds.maintenance_private.as_deref()?,
-                };
+                let (t, pinned, login) = session(l, m)?;
                 let out = self
                     .ssh
                     .exec(&t, pinned, login, &as_root(&t.user, &command), None)
@@ -942,6 +936,22 @@ fn run(
         ));
     }
     Ok(())
+}
+
+/// How `m` is logged in on as observed: the bootstrap key while only it works, the maintenance
+/// key after. `None` when its host key is not pinned or the key is not known.
+pub fn session<'a>(
+    l: &'a Loaded,
+    m: &MachineObserved,
+) -> Option<(crate::ssh::Target, &'a crate::ssh::HostKey, &'a str)> {
+    let key = &m.machine.key;
+    let pinned = l.recorded.pinned.get(key)?;
+    let creds = l.creds.get(&key.provider)?;
+    let login = match m.reach {
+        Reach::Bootstrap => creds.bootstrap_private.as_deref()?,
+        _ => creds.maintenance_private.as_deref()?,
+    };
+    Some((target(&m.machine), pinned, login))
 }
 
 /// The base64 part of an authorized_keys line.

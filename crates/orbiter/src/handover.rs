@@ -3,9 +3,9 @@
 //! laptop has to stay on. The machine reaches the repository itself, so the repository URL
 //! must be one a machine can reach (ssh or https), and its SSH host key travels along.
 
-use crate::engine::{Engine, Loaded};
+use crate::engine::{Engine, Loaded, session};
 use crate::machine::MachineKey;
-use crate::observe::{as_root, target};
+use crate::observe::as_root;
 use crate::observed::{MachineObserved, Observed, Reach};
 use crate::plan::machine_ready;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -91,17 +91,8 @@ fn unit(listen: SocketAddr, interval: u64) -> String {
 /// config (0600) and the unit; starts the service and checks that it stays up.
 pub fn deploy(engine: &Engine, l: &Loaded, m: &MachineObserved, spec: &HandoverSpec) -> Result<()> {
     let key = &m.machine.key;
-    let t = target(&m.machine);
-    let pinned = l
-        .recorded
-        .pinned
-        .get(key)
-        .ok_or_else(|| anyhow!("{key}: host key not pinned"))?;
-    let login = l
-        .creds
-        .get(&key.provider)
-        .and_then(|c| c.maintenance_private.as_deref())
-        .ok_or_else(|| anyhow!("{key}: no maintenance key"))?;
+    let (t, pinned, login) =
+        session(l, m).ok_or_else(|| anyhow!("{key}: host key not pinned or no login key"))?;
     let run = |script: &str, what: &str| -> Result<String> {
         let out = engine
             .ssh

@@ -1,9 +1,8 @@
 //! Takeoff (iterate until the Orb converged) and teardown (remove what Orbiter installed, destroy
 //! Local machines, commit that the Orb was destroyed).
 
-use crate::engine::{Engine, key_blob, update};
-use crate::observe::{as_root, target};
-use crate::observed::Reach;
+use crate::engine::{Engine, key_blob, session, update};
+use crate::observe::as_root;
 use crate::state::{self, OrbCurrent};
 use anyhow::{Result, bail};
 use orb_repo::FileChange;
@@ -63,39 +62,59 @@ pub fn takeoff(engine: &mut Engine, timeout: Duration) -> Result<()> {
     }
 }
 
+/// Runs `script` as root on `m`; a failure is added to `problems` as "`what` failed".
+fn run_as_root(
+    engine: &Engine,
+    l: &crate::engine::Loaded,
+    m: &crate::observed::MachineObserved,
+    script: &str,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> bool {
+    let key = &m.machine.key;
+    let Some((t, pinned, login)) = session(l, m) else {
+        return false;
+    };
+    match engine
+        .ssh
+        .exec(&t, pinned, login, &as_root(&t.user, script), None)
+    {
+        Ok(o) if o.success() => true,
+        Ok(o) => {
+            problems.push(format!(
+                "{key}: {what} failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            false
+        }
+        Err(e) => {
+            problems.push(format!("{key}: {e}"));
+            false
+        }
+    }
+}
+
 /// Removes the agent and its state from every reachable machine, gives Static machines back to
 /// the person's bootstrap key, destroys Local machines, and commits `destroyed: true`.
 pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
     let l = engine.load()?;
     let observed = engine.observe(&l);
     let mut problems = Vec::new();
+    let logged_in: Vec<_> = observed
+        .machines()
+        .filter(|m| m.reach.logged_in())
+        .collect();
     // First the Orbiter inside the Orb, wherever it runs: it would re-install what follows.
-    for m in observed.machines().filter(|m| m.reach.logged_in()) {
-        let key = &m.machine.key;
-        let t = target(&m.machine);
-        let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
-        let login = if m.reach == Reach::Bootstrap {
-            creds.bootstrap_private
-        } else {
-            creds.maintenance_private
-        };
-        let (Some(pinned), Some(login)) = (l.recorded.pinned.get(key), login) else {
-            continue;
-        };
-        match engine.ssh.exec(
-            &t,
-            pinned,
-            &login,
-            &as_root(&t.user, &crate::handover::remove_script()),
-            None,
-        ) {
-            Ok(o) if o.success() => {}
-            Ok(o) => problems.push(format!(
-                "{key}: removing the Orbiter service failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => problems.push(format!("{key}: {e}")),
-        }
+    let remove_orbiter = crate::handover::remove_script();
+    for m in &logged_in {
+        run_as_root(
+            engine,
+            &l,
+            m,
+            &remove_orbiter,
+            "removing the Orbiter service",
+            &mut problems,
+        );
     }
     // Then what cluster kinds put on their machines (services, data, keys).
     for (id, kind) in &l.clusters {
@@ -105,65 +124,28 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
             .into_iter()
             .filter(|m| m.reach.logged_in())
         {
-            let key = &m.machine.key;
-            let t = target(&m.machine);
-            let (Some(pinned), Some(login)) = (
-                l.recorded.pinned.get(key),
-                l.creds
-                    .get(&key.provider)
-                    .and_then(|c| c.maintenance_private.as_deref()),
-            ) else {
-                continue;
-            };
-            match engine
-                .ssh
-                .exec(&t, pinned, login, &as_root(&t.user, &command), None)
-            {
-                Ok(o) if o.success() => (engine.log)(&format!("{key}: cluster {id} removed")),
-                Ok(o) => problems.push(format!(
-                    "{key}: removing cluster {id} failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => problems.push(format!("{key}: {e}")),
+            let what = format!("removing cluster {id}");
+            if run_as_root(engine, &l, m, &command, &what, &mut problems) {
+                (engine.log)(&format!("{}: cluster {id} removed", m.machine.key));
             }
         }
     }
-    for m in observed.machines() {
+    for m in observed.machines().filter(|m| !m.reach.logged_in()) {
+        problems.push(format!(
+            "{}: not reachable, left as it is ({:?})",
+            m.machine.key, m.reach
+        ));
+    }
+    let uninstall = node_agent::uninstall_script();
+    for m in &logged_in {
         let key = &m.machine.key;
-        if !m.reach.logged_in() {
-            problems.push(format!(
-                "{key}: not reachable, left as it is ({:?})",
-                m.reach
-            ));
-            continue;
-        }
-        let t = target(&m.machine);
-        let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
-        let (Some(pinned), Some(login)) = (
-            l.recorded.pinned.get(key),
-            if m.reach == Reach::Bootstrap {
-                creds.bootstrap_private.as_deref()
-            } else {
-                creds.maintenance_private.as_deref()
-            },
-        ) else {
+        let Some((t, pinned, login)) = session(&l, m) else {
             continue;
         };
-        let out = engine.ssh.exec(
-            &t,
-            pinned,
-            login,
-            &as_root(&t.user, &node_agent::uninstall_script()),
-            None,
-        );
-        match out {
-            Ok(o) if o.success() => (engine.log)(&format!("{key}: node-agent removed")),
-            Ok(o) => problems.push(format!(
-                "{key}: uninstall failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => problems.push(format!("{key}: {e}")),
+        if run_as_root(engine, &l, m, &uninstall, "uninstall", &mut problems) {
+            (engine.log)(&format!("{key}: node-agent removed"));
         }
+        let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
         let is_static = matches!(
             l.orb.providers.get(&key.provider).map(|n| &n.spec),
             Some(orb_model::ProviderSpec::Static(_))

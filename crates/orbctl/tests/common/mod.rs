@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use orb_testsupport::{BareRepo, bare_repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
