@@ -4,29 +4,11 @@
 //! sshd, firewall). Prints the four metric lines of the bench script. Needs root.
 
 use node_agent::fsutil::sha256_hex;
-use orb_machines::{Group, GroupSpec, Host, Machine, Suite};
+use orb_machines::{GroupGuard, GroupSpec, Host, Machine, Suite};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_node-agent");
-
-struct Guard {
-    host: Host,
-    name: String,
-    group: Option<Group>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let res = match self.group.take() {
-            Some(g) => g.down(),
-            None => Group::remove(&self.host, &self.name),
-        };
-        if let Err(e) = res {
-            eprintln!("cleanup of group {} failed: {e}", self.name);
-        }
-    }
-}
 
 fn inside(m: &Machine, path: &str) -> PathBuf {
     PathBuf::from(format!(
@@ -120,11 +102,6 @@ fn bench_on_a_machine() {
         .unwrap_or(60);
     let host = Host::new().expect("root and orb-machines host tools");
     let name = format!("nab-{}", std::process::id());
-    let mut guard = Guard {
-        host: host.clone(),
-        name: name.clone(),
-        group: None,
-    };
     let keydir = tempfile::tempdir().unwrap();
     let key = keydir.path().join("id");
     assert!(
@@ -137,18 +114,16 @@ fn bench_on_a_machine() {
             .success()
     );
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    guard.group = Some(
-        Group::up(
-            &host,
-            &GroupSpec {
-                name,
-                pubkey,
-                net_admin: true,
-            },
-        )
-        .expect("group"),
-    );
-    let g = guard.group.as_ref().unwrap();
+    let guard = GroupGuard::up(
+        &host,
+        &GroupSpec {
+            name,
+            pubkey,
+            net_admin: true,
+        },
+    )
+    .expect("group");
+    let g = guard.group();
     g.add_packages(Suite::Bookworm, &["etcd-server"]).unwrap();
     let m = g.create_machine("m1").unwrap();
     // See tests/machines.rs: what nspawn's --private-network would give the machine.

@@ -4,7 +4,7 @@
 //! without it. One test, run in sequence, because machines and package installs are costly.
 
 use node_agent::fsutil::sha256_hex;
-use orb_machines::{Group, GroupSpec, Host, Machine, Suite};
+use orb_machines::{GroupGuard, GroupSpec, Host, Machine, Suite};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,25 +13,6 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_node-agent");
 const ETCD_OLD: &str = "3.4.23-4+b4";
 const ETCD_NEW: &str = "3.5.16-4";
-
-/// Takes the group down when the test ends, also when it fails.
-struct Guard {
-    host: Host,
-    name: String,
-    group: Option<Group>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let res = match self.group.take() {
-            Some(g) => g.down(),
-            None => Group::remove(&self.host, &self.name),
-        };
-        if let Err(e) = res {
-            eprintln!("cleanup of group {} failed: {e}", self.name);
-        }
-    }
-}
 
 fn step(t0: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
@@ -208,13 +189,8 @@ fn must_show_on_real_machines() {
         pubkey,
         net_admin: true,
     };
-    let mut guard = Guard {
-        host: host.clone(),
-        name: name.clone(),
-        group: None,
-    };
-    guard.group = Some(Group::up(&host, &spec).expect("group up"));
-    let g = guard.group.as_ref().unwrap();
+    let guard = GroupGuard::up(&host, &spec).expect("group up");
+    let g = guard.group();
     g.add_packages(Suite::Bookworm, &["etcd-server"])
         .expect("bookworm packages");
     g.add_packages(Suite::Trixie, &["etcd-server"])

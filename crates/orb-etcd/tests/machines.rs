@@ -12,7 +12,7 @@ use orb_etcd::load;
 use orb_etcd::observe::{MemberView, observe_command, parse};
 use orb_etcd::steps::{EtcdStep, parse_add_result, parse_restore_result, parse_snapshot_result};
 use orb_etcd::tls::{self, Ca, CertPem, MemberCerts};
-use orb_machines::{Group, GroupSpec, Host, Machine, Suite};
+use orb_machines::{GroupGuard, GroupSpec, Host, Machine, Suite};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -22,25 +22,6 @@ use std::time::{Duration, Instant};
 const OLD: &str = "3.4.23-4+b4";
 const NEW: &str = "3.5.16-4";
 const CLUSTER: &str = "kv";
-
-/// Takes the group down when the test ends, also when it fails.
-struct Guard {
-    host: Host,
-    name: String,
-    group: Option<Group>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let res = match self.group.take() {
-            Some(g) => g.down(),
-            None => Group::remove(&self.host, &self.name),
-        };
-        if let Err(e) = res {
-            eprintln!("cleanup of group {} failed: {e}", self.name);
-        }
-    }
-}
 
 fn log(t0: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
@@ -249,23 +230,16 @@ fn items_and_steps_on_real_machines() {
             .success()
     );
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let mut guard = Guard {
-        host: host.clone(),
-        name: name.clone(),
-        group: None,
-    };
-    guard.group = Some(
-        Group::up(
-            &host,
-            &GroupSpec {
-                name: name.clone(),
-                pubkey,
-                net_admin: false,
-            },
-        )
-        .expect("group up"),
-    );
-    let g = guard.group.as_ref().unwrap();
+    let guard = GroupGuard::up(
+        &host,
+        &GroupSpec {
+            name: name.clone(),
+            pubkey,
+            net_admin: false,
+        },
+    )
+    .expect("group up");
+    let g = guard.group();
     g.add_packages(Suite::Bookworm, &["etcd-server", "etcd-client"])
         .expect("bookworm packages");
     g.add_packages(Suite::Trixie, &["etcd-server", "etcd-client"])

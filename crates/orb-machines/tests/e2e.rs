@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Guard, assert_nothing_left, footprint, host, keypair, ok, unique};
+use common::{assert_nothing_left, footprint, host, keypair, ok, unique, up};
 use orb_machines::{MachineState, Suite};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -20,8 +20,8 @@ fn three_machines_full_lifecycle() {
     host.base_image().expect("base image");
     let key = keypair();
     let name = unique("e2e");
-    let mut guard = Guard::up(&host, &name, &key.public);
-    let g = guard.g();
+    let guard = up(&host, &name, &key.public);
+    let g = guard.group();
 
     let start = Instant::now();
     let step = |what: &str| eprintln!("[{:>6.1}s] {what}", start.elapsed().as_secs_f64());
@@ -203,7 +203,7 @@ fn three_machines_full_lifecycle() {
     // down removes every namespace, link, bridge, mount and process of the group.
     let f = footprint(g);
     assert_eq!(f.netns.len(), 3);
-    guard.group.take().unwrap().down().expect("down");
+    guard.down().expect("down");
     step("down done");
     assert_nothing_left(&f);
 }

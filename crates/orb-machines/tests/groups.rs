@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Guard, assert_nothing_left, footprint, host, keypair, ok, unique};
+use common::{assert_nothing_left, footprint, host, keypair, ok, unique, up, up_with};
 use orb_machines::{Error, Group, GroupSpec};
 use std::process::Command;
 
@@ -15,16 +15,16 @@ fn two_groups_at_once_do_not_collide() {
     let (a, b) = (unique("ga"), unique("gb"));
     // Both groups come up concurrently: subnet choice and bridge creation race here.
     let (ga, gb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| Guard::up_with(&host, &a, &key.public, true));
-        let tb = s.spawn(|| Guard::up(&host, &b, &key.public));
+        let ta = s.spawn(|| up_with(&host, &a, &key.public, true));
+        let tb = s.spawn(|| up(&host, &b, &key.public));
         (ta.join().unwrap(), tb.join().unwrap())
     });
-    assert_ne!(ga.g().subnet(), gb.g().subnet());
-    assert_ne!(ga.g().bridge(), gb.g().bridge());
+    assert_ne!(ga.group().subnet(), gb.group().subnet());
+    assert_ne!(ga.group().bridge(), gb.group().bridge());
     // Same machine id in both groups is fine.
     let (ma, mb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| ga.g().create_machine("m1").expect("machine in a"));
-        let tb = s.spawn(|| gb.g().create_machine("m1").expect("machine in b"));
+        let ta = s.spawn(|| ga.group().create_machine("m1").expect("machine in a"));
+        let tb = s.spawn(|| gb.group().create_machine("m1").expect("machine in b"));
         (ta.join().unwrap(), tb.join().unwrap())
     });
     assert_ne!(ma.ip(), mb.ip());
@@ -58,11 +58,11 @@ fn two_groups_at_once_do_not_collide() {
     .unwrap_err();
     assert!(matches!(e, Error::NameInUse { .. }), "{e}");
     assert!(e.to_string().contains("already exists"), "{e}");
-    assert_eq!(ga.g().machines().unwrap().len(), 1);
+    assert_eq!(ga.group().machines().unwrap().len(), 1);
 
     // Re-attaching finds the same group; a duplicate machine id is refused.
     let again = Group::attach(&host, &a).unwrap();
-    assert_eq!(again.subnet(), ga.g().subnet());
+    assert_eq!(again.subnet(), ga.group().subnet());
     assert!(matches!(
         again.create_machine("m1").unwrap_err(),
         Error::MachineExists { .. }
@@ -84,9 +84,9 @@ fn two_groups_at_once_do_not_collide() {
     assert_eq!(v[0]["state"], "running");
 
     // Destroying one machine leaves the other group alone.
-    let fb = footprint(gb.g());
-    gb.g().destroy_machine("m1").unwrap();
-    assert!(gb.g().machines().unwrap().is_empty());
+    let fb = footprint(gb.group());
+    gb.group().destroy_machine("m1").unwrap();
+    assert!(gb.group().machines().unwrap().is_empty());
     assert!(
         !std::path::Path::new("/run/netns")
             .join(&fb.netns[0])
@@ -94,7 +94,7 @@ fn two_groups_at_once_do_not_collide() {
     );
     assert_eq!(ok(ma.ssh(&key.private, "true").unwrap(), "a still up"), "");
 
-    let fa = footprint(ga.g());
+    let fa = footprint(ga.group());
     drop(ga);
     drop(gb);
     assert_nothing_left(&fa);

@@ -2,7 +2,7 @@
 //! down, unique names, key pairs, and the "nothing left behind" check.
 #![allow(dead_code)]
 
-use orb_machines::{Group, GroupSpec, Host};
+use orb_machines::{Group, GroupGuard, GroupSpec, Host};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,46 +49,18 @@ pub fn keypair() -> KeyPair {
 }
 
 /// Takes the group down when dropped, also when the test panics.
-pub struct Guard {
-    pub host: Host,
-    pub name: String,
-    pub group: Option<Group>,
+/// A guarded group (taken down on drop) named `name`, with `pubkey` authorized.
+pub fn up(host: &Host, name: &str, pubkey: &str) -> GroupGuard {
+    up_with(host, name, pubkey, false)
 }
 
-impl Guard {
-    pub fn up(host: &Host, name: &str, pubkey: &str) -> Guard {
-        Guard::up_with(host, name, pubkey, false)
-    }
-    pub fn up_with(host: &Host, name: &str, pubkey: &str, net_admin: bool) -> Guard {
-        let spec = GroupSpec {
-            name: name.to_string(),
-            pubkey: pubkey.to_string(),
-            net_admin,
-        };
-        let group = Group::up(host, &spec).unwrap_or_else(|e| panic!("Group::up({name}): {e}"));
-        Guard {
-            host: host.clone(),
-            name: name.to_string(),
-            group: Some(group),
-        }
-    }
-    pub fn g(&self) -> &Group {
-        self.group.as_ref().unwrap()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let res = match self.group.take() {
-            Some(g) => g.down(),
-            None => Group::remove(&self.host, &self.name),
-        };
-        if let Err(e) = res
-            && !matches!(e, orb_machines::Error::NoSuchGroup { .. })
-        {
-            eprintln!("cleanup of group {} failed: {e}", self.name);
-        }
-    }
+pub fn up_with(host: &Host, name: &str, pubkey: &str, net_admin: bool) -> GroupGuard {
+    let spec = GroupSpec {
+        name: name.to_string(),
+        pubkey: pubkey.to_string(),
+        net_admin,
+    };
+    GroupGuard::up(host, &spec).unwrap_or_else(|e| panic!("Group::up({name}): {e}"))
 }
 
 /// Everything of a group the host could still hold, recorded before `down`.
