@@ -2,7 +2,7 @@
 //! changes (inotify), on a drift interval and on SIGHUP; writes the current state after
 //! every pass; tells systemd when it is ready and that it is alive.
 
-use crate::current::{Current, PassInfo};
+use crate::current;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::fsutil;
@@ -14,14 +14,15 @@ use crate::log;
 use crate::notify::{self, Watchdog};
 use crate::pass::{self, PassResult};
 use crate::signals::Signals;
-use crate::timefmt::{format_rfc3339, now_secs};
+use node_protocol::PassInfo;
+use node_protocol::timefmt::{format_rfc3339, now_secs};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_DESIRED: &str = "/etc/node-agent/desired.yml";
-pub const DEFAULT_CURRENT: &str = "/var/lib/node-agent/current.yml";
+pub const DEFAULT_DESIRED: &str = node_protocol::paths::DESIRED;
+pub const DEFAULT_CURRENT: &str = node_protocol::paths::CURRENT;
 
 /// Settings of `node-agent run`.
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut host = Host::with_root(&opts.root, &state);
     host.set_watchdog(Watchdog::from_env());
     let mut loader = Loader::new(&opts.desired, &state);
-    let mut current = Current::new();
+    let mut current = current::fresh();
     let mut trigger = "startup";
     let mut first = true;
     let mut logged_errors: HashMap<String, String> = HashMap::new();
@@ -126,13 +127,14 @@ pub fn run(opts: &Options) -> Result<()> {
         };
         current.booted_at = reboot::booted_at(&host).map(format_rfc3339);
         current.desired_error = loader.error.clone();
-        current.record(
+        current::record(
+            &mut current,
             &result,
             info,
             generation,
             loader.enforced.as_ref().is_some_and(|d| d.changes_allowed),
         );
-        if let Err(e) = current.write(&opts.current) {
+        if let Err(e) = current::write(&current, &opts.current) {
             log::error(&format!("cannot write the current state: {e}"));
         }
         if first {

@@ -36,3 +36,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<node_protocol::ProtocolError> for Error {
+    fn from(e: node_protocol::ProtocolError) -> Self {
+        Error(e.message().to_owned())
+    }
+}

@@ -3,7 +3,8 @@
 //! swap, host name, sshd, firewall, reboot requests) and reports its node-current state.
 //!
 //! It holds no repository credentials: Orbiter writes the desired file over SSH and reads
-//! the current file back. Synchronous and single-threaded by design (a few MiB of memory,
+//! the current file back. The documents, item kinds, paths and install scripts are the
+//! `node-protocol` crate, shared with Orbiter. Synchronous and single-threaded by design (a few MiB of memory,
 //! no CPU while idle): see `agent` for the loop, `pass` for one reconcile pass, `items` for
 //! what each kind observes, plans and does.
 
@@ -15,18 +16,14 @@ pub mod exec;
 pub mod fsutil;
 pub mod host;
 pub mod inotify;
-pub mod install;
 pub mod items;
 pub mod loader;
 pub mod log;
-pub mod model;
 pub mod notify;
 pub mod pass;
 pub mod signals;
-pub mod timefmt;
 
 pub use error::{Error, Result};
-pub use install::{UNIT, install_script, uninstall_script};
 
 /// The agent's version, as printed by `node-agent --version` and reported in the current state.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

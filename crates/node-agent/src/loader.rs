@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::fsutil;
-use crate::model::{self, Desired};
+use node_protocol::NodeDesired;
 use std::path::{Path, PathBuf};
 
 pub const LAST_VALID: &str = "last-valid.yml";
@@ -13,7 +13,7 @@ pub struct Loader {
     desired_path: PathBuf,
     last_valid_path: PathBuf,
     /// The desired state being enforced.
-    pub enforced: Option<Desired>,
+    pub enforced: Option<NodeDesired>,
     /// Why the desired file is not the one enforced.
     pub error: Option<String>,
 }
@@ -35,7 +35,7 @@ impl Loader {
         match fsutil::read_opt(&self.desired_path) {
             Ok(Some(bytes)) => match std::str::from_utf8(&bytes) {
                 Err(_) => self.error = Some(format!("{origin}: not valid UTF-8")),
-                Ok(text) => match model::parse_desired(text, &origin) {
+                Ok(text) => match node_protocol::parse_desired(text, &origin) {
                     Ok(d) => {
                         self.enforced = Some(d);
                         self.error = None;
@@ -65,7 +65,7 @@ impl Loader {
     fn load_last_valid(&mut self) {
         let origin = self.last_valid_path.display().to_string();
         if let Ok(Some(text)) = fsutil::read_text_opt(&self.last_valid_path) {
-            match model::parse_desired(&text, &origin) {
+            match node_protocol::parse_desired(&text, &origin) {
                 Ok(d) => self.enforced = Some(d),
                 // Written by an agent that could parse it; a newer format is possible after a downgrade.
                 Err(e) => crate::log::warn(&format!("ignoring the last valid copy: {e}")),

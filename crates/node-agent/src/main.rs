@@ -2,10 +2,11 @@
 
 use node_agent::agent::{self, state_dir};
 use node_agent::cli::{self, Command, Format};
-use node_agent::current::{Current, ItemState};
+use node_agent::current;
 use node_agent::host::Host;
 use node_agent::loader::Loader;
 use node_agent::{Result, pass};
+use node_protocol::ItemState;
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -100,7 +101,7 @@ fn plan(opts: &agent::Options, format: Format) -> Result<()> {
 }
 
 fn status(path: &std::path::Path, format: Format) -> Result<()> {
-    let current = Current::read(path)?;
+    let current = current::read(path)?;
     match format {
         Format::Json => println!(
             "{}",

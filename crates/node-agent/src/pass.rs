@@ -9,7 +9,8 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::items::{self, Op, PassCtx, Work};
 use crate::log;
-use crate::model::{Desired, Item, SSHD_DROPIN, Unit};
+use node_protocol::paths::SSHD_DROPIN;
+use node_protocol::{Item, NodeDesired, Unit};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PENDING_RESTARTS: &str = "pending-restarts";
@@ -52,7 +53,7 @@ impl PassResult {
 }
 
 /// The work list: the desired items in their order, then the agent-owned aggregates.
-pub fn work_list(desired: &Desired) -> Vec<Work<'_>> {
+pub fn work_list(desired: &NodeDesired) -> Vec<Work<'_>> {
     let mut work: Vec<Work> = desired.items.iter().map(Work::Item).collect();
     let sysctls = desired
         .items
@@ -123,7 +124,7 @@ fn written_path(op: &Op) -> Option<&str> {
 /// needed actions are reported as pending; that is `node-agent plan`.
 pub fn run_pass(
     host: &Host,
-    desired: &Desired,
+    desired: &NodeDesired,
     apply: bool,
     stop: &dyn Fn() -> bool,
 ) -> PassResult {
@@ -304,7 +305,7 @@ pub fn run_pass(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::parse_desired;
+    use node_protocol::parse_desired;
 
     fn host() -> (tempfile::TempDir, Host) {
         let tmp = tempfile::tempdir().unwrap();
@@ -327,7 +328,7 @@ mod tests {
         (tmp, h)
     }
 
-    fn desired(items: &str, allowed: bool) -> Desired {
+    fn desired(items: &str, allowed: bool) -> NodeDesired {
         parse_desired(&format!("kind: NodeDesired\nversion: v1\ngeneration: 3\nchangesallowed: {allowed}\nitems:\n{items}"), "d.yml").unwrap()
     }
 

@@ -132,10 +132,10 @@ fn bench_on_a_machine() {
         "mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net",
     );
     let bin = std::fs::read(BIN).unwrap();
-    put(&m, node_agent::install::UPLOAD_PATH, &bin);
+    put(&m, node_protocol::paths::UPLOAD, &bin);
     sh(
         &m,
-        &node_agent::install_script(&sha256_hex(&bin), node_agent::VERSION),
+        &node_protocol::install::install_script(&sha256_hex(&bin), node_agent::VERSION),
     );
     put(
         &m,

@@ -208,8 +208,8 @@ fn must_show_on_real_machines() {
         "/etc/systemd/system/node-agent.service.d/10-e2e.conf",
         b"[Service]\nExecStart=\nExecStart=/usr/local/bin/node-agent run --drift-interval 3s\n",
     );
-    put(m1, node_agent::install::UPLOAD_PATH, &bin);
-    let script = node_agent::install_script(&sha, node_agent::VERSION);
+    put(m1, node_protocol::paths::UPLOAD, &bin);
+    let script = node_protocol::install::install_script(&sha, node_agent::VERSION);
     let out = sh_ok(m1, &script);
     assert!(
         out.contains("binary=installed unit=installed service=restarted"),
@@ -567,7 +567,7 @@ fn must_show_on_real_machines() {
     // --- Reboot request: once, then the machine reports having booted after it.
     let booted_before = m1.booted_at().unwrap();
     let init_before = m1.init_pid().unwrap();
-    let req = node_agent::timefmt::format_rfc3339(node_agent::timefmt::now_secs());
+    let req = node_protocol::timefmt::format_rfc3339(node_protocol::timefmt::now_secs());
     spec.generation = 9;
     let reboot_item = format!("  - reboot: {{requested_at: \"{req}\"}}\n");
     spec.extra = &reboot_item;
@@ -590,9 +590,9 @@ fn must_show_on_real_machines() {
         ready_at(s, 9) && item(s, "reboot")["in_sync"] == true
     });
     assert!(m1.booted_at().unwrap() > booted_before);
-    let booted = node_agent::timefmt::parse_rfc3339(s["booted_at"].as_str().unwrap()).unwrap();
+    let booted = node_protocol::timefmt::parse_rfc3339(s["booted_at"].as_str().unwrap()).unwrap();
     assert!(
-        booted >= node_agent::timefmt::parse_rfc3339(&req).unwrap(),
+        booted >= node_protocol::timefmt::parse_rfc3339(&req).unwrap(),
         "{s}"
     );
     std::thread::sleep(Duration::from_secs(4));
@@ -602,7 +602,7 @@ fn must_show_on_real_machines() {
     step(t0, "reboot request honoured once");
 
     // --- Uninstall removes the agent and what it owns; the workload stays.
-    let out = sh_ok(m1, &node_agent::uninstall_script());
+    let out = sh_ok(m1, &node_protocol::install::uninstall_script());
     assert!(out.contains("node-agent-uninstall: done"), "{out}");
     let (_, left) = sh(
         m1,

@@ -12,9 +12,9 @@
 //! A member's config only changes when the planner decides it should (the record keeps what
 //! each member runs), because every change restarts that member.
 
-use crate::tls::{CertPem, MemberCerts};
+use crate::tls::{CertPem, MemberCerts, SecretPem};
+use node_protocol::{Directory, File, FileSecret, Item, SecretBytes, Unit};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::net::IpAddr;
 
 pub const CLIENT_PORT: u16 = 2379;
@@ -203,17 +203,24 @@ WantedBy=multi-user.target\n",
     )
 }
 
-fn file(path: String, content: &str, mode: &str, owner: &str, group: &str) -> Value {
-    json!({"file": {"path": path, "content": content, "mode": mode, "owner": owner, "group": group}})
+fn file(path: String, content: &str, mode: &str, owner: &str, group: &str) -> Item {
+    Item::File(File::text(path, content, mode).owned_by(owner, group))
+}
+
+/// A private key: written to the machine, recorded in the repository only as a digest.
+fn key_file(path: String, pem: &SecretPem, owner: &str) -> Item {
+    let value = FileSecret::Value(SecretBytes::new(pem.expose().as_bytes().to_vec()));
+    Item::File(File::secret(path, value, "0600").owned_by(owner, owner))
+}
+
+fn dir(path: String, mode: &str, group: &str) -> Item {
+    Item::Directory(Directory::new(path, mode, "root", group))
 }
 
 /// Items making the machine member `m` of cluster `c`, in the order the agent applies them.
-pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Value> {
+pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Item> {
     let id = c.id;
     let pki = |f: &str| paths::pki_file(id, f);
-    let key = |f: &str, pem: &crate::tls::SecretPem, owner: &str| {
-        file(pki(f), pem.expose(), "0600", owner, owner)
-    };
     let restart_on: Vec<String> = [
         paths::config(id),
         pki("ca.crt"),
@@ -226,11 +233,11 @@ pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Value> {
     vec![
         // Before the package: the packaged instance must never start.
         file(paths::PACKAGED_UNIT.to_owned(), "", "0644", "root", "root"),
-        json!({"package": {"name": "etcd-server", "version": m.package_version}}),
-        json!({"package": {"name": "etcd-client", "version": m.package_version}}),
-        json!({"directory": {"path": "/etc/orb-etcd", "mode": "0755"}}),
-        json!({"directory": {"path": paths::dir(id), "mode": "0750", "owner": "root", "group": "etcd"}}),
-        json!({"directory": {"path": paths::pki(id), "mode": "0750", "owner": "root", "group": "etcd"}}),
+        Item::package("etcd-server", m.package_version),
+        Item::package("etcd-client", m.package_version),
+        dir("/etc/orb-etcd".to_owned(), "0755", "root"),
+        dir(paths::dir(id), "0750", "etcd"),
+        dir(paths::pki(id), "0750", "etcd"),
         file(pki("ca.crt"), c.ca_cert, "0644", "root", "root"),
         file(
             pki("server.crt"),
@@ -239,11 +246,11 @@ pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Value> {
             "root",
             "root",
         ),
-        key("server.key", &m.certs.server.key, "etcd"),
+        key_file(pki("server.key"), &m.certs.server.key, "etcd"),
         file(pki("peer.crt"), &m.certs.peer.cert, "0644", "root", "root"),
-        key("peer.key", &m.certs.peer.key, "etcd"),
+        key_file(pki("peer.key"), &m.certs.peer.key, "etcd"),
         file(pki("client.crt"), &c.client.cert, "0644", "root", "root"),
-        key("client.key", &c.client.key, "root"),
+        key_file(pki("client.key"), &c.client.key, "root"),
         file(
             paths::config(id),
             &render_config(id, m),
@@ -251,26 +258,26 @@ pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Value> {
             "root",
             "etcd",
         ),
-        json!({"unit": {
-            "name": paths::unit(id),
-            "content": render_unit(id),
-            "enabled": true,
-            "active": true,
-            "restart_on": restart_on,
-        }}),
+        unit(id, true, restart_on),
     ]
+}
+
+fn unit(cluster: &str, on: bool, restart_on: Vec<String>) -> Item {
+    Item::Unit(Unit {
+        name: paths::unit(cluster),
+        content: Some(render_unit(cluster).into()),
+        dropins: Default::default(),
+        enabled: Some(on),
+        active: Some(on),
+        restart_on,
+    })
 }
 
 /// Items for a machine that stopped being a member: the unit stays defined but stopped and
 /// disabled. Data, config and keys are not items (the agent never deletes); the
 /// [`crate::steps::EtcdStep::WipeMember`] step removes them once the member is out of the cluster.
-pub fn removed_items(cluster: &str) -> Vec<Value> {
-    vec![json!({"unit": {
-        "name": paths::unit(cluster),
-        "content": render_unit(cluster),
-        "enabled": false,
-        "active": false,
-    }})]
+pub fn removed_items(cluster: &str) -> Vec<Item> {
+    vec![unit(cluster, false, Vec::new())]
 }
 
 #[cfg(test)]
@@ -278,10 +285,18 @@ mod tests {
     use super::*;
     use crate::tls;
 
-    fn doc(items: &[Value]) -> String {
-        let d = json!({"kind": "NodeDesired", "version": "v1", "generation": 1,
-            "changesallowed": true, "items": items});
-        serde_json::to_string(&d).unwrap()
+    fn doc(items: &[Item]) -> String {
+        node_protocol::NodeDesired::new(1, items.to_vec()).render_for_machine()
+    }
+
+    fn file_of<'a>(items: &'a [Item], path: &str) -> &'a File {
+        items
+            .iter()
+            .find_map(|i| match i {
+                Item::File(f) if f.path == path => Some(f),
+                _ => None,
+            })
+            .unwrap()
     }
 
     fn sample() -> (tls::Ca, tls::CertPem, MemberCerts) {
@@ -317,20 +332,37 @@ mod tests {
             certs: &certs,
         };
         let items = member_items(&c, &m);
-        node_agent::model::parse_desired(&doc(&items), "desired.yml").unwrap();
-        node_agent::model::parse_desired(&doc(&removed_items("kv")), "desired.yml").unwrap();
+        node_protocol::parse_desired(&doc(&items), "desired.yml").unwrap();
+        node_protocol::parse_desired(&doc(&removed_items("kv")), "desired.yml").unwrap();
         // Mask first, the package after it, the unit last.
-        assert_eq!(items[0]["file"]["path"], paths::PACKAGED_UNIT);
-        assert_eq!(items[0]["file"]["content"], "");
-        assert_eq!(items[1]["package"]["version"], "3.4.23-4+b4");
-        assert!(items.last().unwrap()["unit"]["restart_on"][0] == paths::config("kv"));
-        for i in &items {
-            if let Some(p) = i["file"]["path"].as_str()
-                && p.ends_with(".key")
-            {
-                assert_eq!(i["file"]["mode"], "0600", "{p}");
+        assert_eq!(
+            file_of(&items, paths::PACKAGED_UNIT).bytes(),
+            Some(&b""[..])
+        );
+        assert!(matches!(&items[0], Item::File(_)));
+        assert!(matches!(&items[1], Item::Package(p) if p.version == "3.4.23-4+b4"));
+        assert!(
+            matches!(items.last().unwrap(), Item::Unit(u) if u.restart_on[0] == paths::config("kv"))
+        );
+        // Keys are secrets (never recorded in Git), 0600; certificates are plain text.
+        for f in items.iter().filter_map(|i| match i {
+            Item::File(f) => Some(f),
+            _ => None,
+        }) {
+            assert_eq!(f.path.ends_with(".key"), f.is_secret(), "{}", f.path);
+            if f.is_secret() {
+                assert_eq!(f.mode, "0600", "{}", f.path);
+                assert!(
+                    f.bytes()
+                        .is_some_and(|b| b.starts_with(b"-----BEGIN PRIVATE KEY"))
+                );
             }
         }
+        let record = node_protocol::NodeDesired::new(1, items.clone())
+            .redacted(&|_| "hmac-sha256:00".into())
+            .render()
+            .unwrap();
+        assert!(!record.contains("PRIVATE KEY"), "{record}");
         let cfg = render_config("kv", &m);
         assert!(cfg.contains(
             "initial-cluster: 'lab.w-1=https://10.0.0.1:2380,lab.w-2=https://10.0.0.2:2380'"

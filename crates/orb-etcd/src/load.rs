@@ -8,7 +8,7 @@
 //! milliseconds here: the resolution of `max_unavailable_ms`.
 
 use crate::tls::CertPem;
-use serde_json::{Value, json};
+use node_protocol::{Directory, File, FileSecret, Item, SecretBytes};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -18,13 +18,22 @@ const PKI: &str = "/etc/orb-etcd-load";
 pub const UNIT: &str = "orb-etcd-load.service";
 
 /// Items for the load machine: etcd-client and the client certificate.
-pub fn client_items(ca_cert: &str, client: &CertPem, package_version: &str) -> Vec<Value> {
+pub fn client_items(ca_cert: &str, client: &CertPem, package_version: &str) -> Vec<Item> {
+    let key = SecretBytes::new(client.key.expose().as_bytes().to_vec());
     vec![
-        json!({"package": {"name": "etcd-client", "version": package_version}}),
-        json!({"directory": {"path": PKI, "mode": "0700"}}),
-        json!({"file": {"path": format!("{PKI}/ca.crt"), "content": ca_cert, "mode": "0644"}}),
-        json!({"file": {"path": format!("{PKI}/client.crt"), "content": client.cert, "mode": "0644"}}),
-        json!({"file": {"path": format!("{PKI}/client.key"), "content": client.key.expose(), "mode": "0600"}}),
+        Item::package("etcd-client", package_version),
+        Item::Directory(Directory::new(PKI, "0700", "root", "root")),
+        Item::File(File::text(format!("{PKI}/ca.crt"), ca_cert, "0644")),
+        Item::File(File::text(
+            format!("{PKI}/client.crt"),
+            &client.cert,
+            "0644",
+        )),
+        Item::File(File::secret(
+            format!("{PKI}/client.key"),
+            FileSecret::Value(key),
+            "0600",
+        )),
     ]
 }
 
@@ -189,9 +198,8 @@ mod tests {
         let ca = crate::tls::generate_ca("kv").unwrap();
         let c = crate::tls::client_cert(&ca, "load").unwrap();
         let items = client_items(&ca.pem.cert, &c, "3.4.23-4+b4");
-        let doc = json!({"kind": "NodeDesired", "version": "v1", "generation": 1,
-            "changesallowed": true, "items": items});
-        node_agent::model::parse_desired(&doc.to_string(), "desired.yml").unwrap();
-        assert_eq!(items[4]["file"]["mode"], "0600");
+        let doc = node_protocol::NodeDesired::new(1, items.clone()).render_for_machine();
+        node_protocol::parse_desired(&doc, "desired.yml").unwrap();
+        assert!(matches!(&items[4], Item::File(f) if f.mode == "0600" && f.is_secret()));
     }
 }

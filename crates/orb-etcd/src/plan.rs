@@ -25,8 +25,8 @@ use crate::observe::{MemberEntry, MemberView, hex_id};
 use crate::record::{ClusterRecord, ErrorRecord, MemberRecord, MemberState, RemovedRecord};
 use crate::steps::EtcdStep;
 use crate::tls::ClusterSecrets;
+use node_protocol::Item;
 use orb_model::kinds::etcd_cluster::EtcdCluster;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -68,7 +68,7 @@ pub struct EtcdPlan {
     pub waiting: Vec<String>,
     /// etcd items per candidate machine; an empty list = not a member. A machine missing from
     /// the map keeps what it has (its certificates are missing, see `waiting`).
-    pub items: BTreeMap<String, Vec<Value>>,
+    pub items: BTreeMap<String, Vec<Item>>,
     pub record: ClusterRecord,
     pub releasable: BTreeSet<String>,
 }

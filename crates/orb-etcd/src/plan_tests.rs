@@ -7,6 +7,7 @@ use super::*;
 use crate::items::paths;
 use crate::observe::OnDisk;
 use crate::tls::{ClusterSecrets, ensure_secrets};
+use node_protocol::Item;
 use orb_model::Id;
 use orb_model::kinds::etcd_cluster::EtcdTuning;
 use orb_model::located::Located;
@@ -25,7 +26,7 @@ struct SimMachine {
     broken: bool,
     /// Its agent cannot install another package version: it keeps running the old one.
     stuck: bool,
-    items: Vec<Value>,
+    items: Vec<Item>,
     running: bool,
     data: bool,
     version: Option<String>,
@@ -67,9 +68,10 @@ fn spec(nodes: u32, version: &str) -> EtcdCluster {
     }
 }
 
-fn config_of(items: &[Value]) -> Option<OnDisk> {
-    let content = items.iter().find_map(|i| {
-        (i["file"]["path"] == paths::config("kv")).then(|| i["file"]["content"].as_str())?
+fn config_of(items: &[Item]) -> Option<OnDisk> {
+    let content = items.iter().find_map(|i| match i {
+        Item::File(f) if f.path == paths::config("kv") => f.content.as_ref().map(|c| c.0.as_str()),
+        _ => None,
     })?;
     let mut d = OnDisk::default();
     for l in content.lines() {
@@ -92,13 +94,11 @@ fn config_of(items: &[Value]) -> Option<OnDisk> {
     Some(d)
 }
 
-fn package_of(items: &[Value]) -> Option<String> {
-    items
-        .iter()
-        .find_map(|i| {
-            (i["package"]["name"] == "etcd-server").then(|| i["package"]["version"].as_str())?
-        })
-        .map(str::to_owned)
+fn package_of(items: &[Item]) -> Option<String> {
+    items.iter().find_map(|i| match i {
+        Item::Package(p) if p.name == "etcd-server" => Some(p.version.clone()),
+        _ => None,
+    })
 }
 
 impl Sim {
@@ -334,7 +334,10 @@ impl Sim {
             if m.gone || !m.reachable {
                 continue;
             }
-            let active = m.items.iter().any(|i| i["unit"]["active"] == true);
+            let active = m
+                .items
+                .iter()
+                .any(|i| matches!(i, Item::Unit(u) if u.active == Some(true)));
             if !active || m.broken {
                 self.machines[k].running = false;
                 continue;
@@ -440,7 +443,7 @@ impl Sim {
     fn converge(&mut self, max: usize) -> EtcdPlan {
         for _ in 0..max {
             let before = self.record.clone();
-            let items_before: BTreeMap<String, Vec<Value>> = self
+            let items_before: BTreeMap<String, Vec<Item>> = self
                 .machines
                 .iter()
                 .map(|m| (m.name.clone(), m.items.clone()))
@@ -489,7 +492,7 @@ fn bootstrap_three_of_five_candidates() {
         "{:?}",
         p.waiting
     );
-    assert_eq!(p.items["lab.m4"], Vec::<Value>::new());
+    assert_eq!(p.items["lab.m4"], Vec::<Item>::new());
     let p = s.converge(20);
     assert_eq!(s.started_members(), ["lab.m1", "lab.m2", "lab.m3"]);
     assert!(
@@ -819,7 +822,7 @@ fn kill_after_bootstrap_items_before_record_resumes_from_disk() {
         "{:?}",
         p.record.members
     );
-    assert_eq!(p.items["lab.m4"], Vec::<Value>::new());
+    assert_eq!(p.items["lab.m4"], Vec::<Item>::new());
     s.m("lab.m1").reachable = true;
     s.converge(20);
     assert_eq!(s.started_members(), ["lab.m1", "lab.m2", "lab.m3"]);
@@ -1278,11 +1281,8 @@ fn a_learner_that_never_starts_is_removed_without_touching_quorum() {
 fn plan_debug_never_shows_private_keys() {
     let mut s = Sim::new(3, 3);
     let p = s.step();
-    assert!(
-        p.items["lab.m1"]
-            .iter()
-            .any(|i| i.to_string().contains("PRIVATE KEY"))
-    );
+    assert!(p.items["lab.m1"].iter().any(|i| matches!(i,
+        Item::File(f) if f.bytes().is_some_and(|b| String::from_utf8_lossy(b).contains("PRIVATE KEY")))));
     let dbg = format!("{p:?}");
     assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
     assert!(dbg.contains("\"lab.m1\": 15"), "{dbg}");

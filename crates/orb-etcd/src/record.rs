@@ -10,9 +10,19 @@ use crate::items::{InitialState, Tuning};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
+/// `kind` and `version` of a record file; records written before they carried them have
+/// neither, and read the same.
+pub const RECORD_KIND: &str = "EtcdClusterRecord";
+pub const RECORD_VERSIONS: &[&str] = &["v1"];
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterRecord {
+    /// [`RECORD_KIND`] (empty in memory until Orbiter writes the file).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
     pub cluster_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

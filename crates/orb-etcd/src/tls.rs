@@ -206,6 +206,22 @@ pub struct ClusterSecrets {
     pub members: BTreeMap<String, MemberCerts>,
 }
 
+/// What [`ensure_secrets`] would generate for `members`, without generating it: `"CA"` when
+/// there is none, then each member name lacking certificates for its address. Pure, so the
+/// plan can show the step and leave the generation (randomness, the clock) to applying it.
+pub fn lacking(have: Option<&ClusterSecrets>, members: &[(String, IpAddr)]) -> Vec<String> {
+    let mut out = Vec::new();
+    if have.is_none() {
+        out.push("CA".to_owned());
+    }
+    for (name, ip) in members {
+        if have.is_none_or(|s| s.members.get(name).is_none_or(|c| c.ip != *ip)) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
 /// Completes `have` for `members` (`(name, ip)`): a CA and client certificate when there are
 /// none, certificates for members without any or whose address changed. Returns whether
 /// anything was generated (then the caller stores the result before using it).
@@ -275,7 +291,10 @@ mod tests {
     fn ensure_secrets_fills_gaps_only() {
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(lacking(None, &[("a".into(), a)]), ["CA", "a"]);
         let (s, changed) = ensure_secrets("kv", None, &[("a".into(), a)]).unwrap();
+        assert!(lacking(Some(&s), &[("a".into(), a)]).is_empty());
+        assert_eq!(lacking(Some(&s), &[("a".into(), b)]), ["a"]);
         assert!(changed && s.members.len() == 1);
         let (s2, changed) = ensure_secrets("kv", Some(s.clone()), &[("a".into(), a)]).unwrap();
         assert!(!changed && s2 == s);

@@ -4,6 +4,7 @@
 //! commands run as root on their machine. Needs root (skips with a message otherwise) and the
 //! node-agent binary (`cargo build -p node-agent`, or `ORBITER_NODE_AGENT`).
 
+use node_protocol::{Item, NodeDesired};
 use orb_etcd::items::{
     ClusterView, InitialState, MemberConfig, Tuning, initial_cluster, member_items, paths,
     removed_items,
@@ -13,7 +14,7 @@ use orb_etcd::observe::{MemberView, observe_command, parse};
 use orb_etcd::steps::{EtcdStep, parse_add_result, parse_restore_result, parse_snapshot_result};
 use orb_etcd::tls::{self, Ca, CertPem, MemberCerts};
 use orb_machines::{GroupGuard, GroupSpec, Host, Machine, Suite};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -94,13 +95,12 @@ fn put(m: &Machine, path: &str, content: &[u8]) {
     std::fs::rename(&tmp, &p).unwrap();
 }
 
-fn write_desired(m: &Machine, generation: u64, items: Vec<Value>) {
-    let doc = json!({"kind": "NodeDesired", "version": "v1", "generation": generation,
-        "changesallowed": true, "items": items});
+fn write_desired(m: &Machine, generation: u64, items: Vec<Item>) {
+    let doc = NodeDesired::new(generation, items);
     put(
         m,
-        "/etc/node-agent/desired.yml",
-        serde_json::to_string_pretty(&doc).unwrap().as_bytes(),
+        node_protocol::paths::DESIRED,
+        doc.render_for_machine().as_bytes(),
     );
 }
 
@@ -170,7 +170,7 @@ impl Lab {
         version: &str,
         members: &[usize],
         state: InitialState,
-    ) -> Vec<Value> {
+    ) -> Vec<Item> {
         let ic = initial_cluster(
             members
                 .iter()
@@ -251,12 +251,12 @@ fn items_and_steps_on_real_machines() {
 
     // node-agent on every machine, with its own install script.
     let sha = node_agent::fsutil::sha256_hex(&bin);
-    let script = node_agent::install_script(&sha, node_agent::VERSION);
+    let script = node_protocol::install::install_script(&sha, node_agent::VERSION);
     std::thread::scope(|s| {
         for m in &ms {
             let (bin, script) = (&bin, &script);
             s.spawn(move || {
-                put(m, node_agent::install::UPLOAD_PATH, bin);
+                put(m, node_protocol::paths::UPLOAD, bin);
                 sh_ok(m, script);
             });
         }

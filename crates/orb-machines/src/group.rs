@@ -15,6 +15,7 @@ use crate::procs;
 use crate::provision::{self, Provision};
 use crate::state::{GroupPaths, GroupRecord, MachineRecord, STATE_VERSION, read_json, write_json};
 use crate::subnet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -370,7 +371,13 @@ impl Group {
     /// Versions of `name` the group's apt repository offers (every suite), as Debian
     /// versions (`3.4.23-4+b4`), in the order the indexes list them.
     pub fn package_versions(&self, name: &str) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
+        Ok(self.package_index()?.remove(name).unwrap_or_default())
+    }
+
+    /// Every package of the group's apt repository (every suite) with its Debian versions, in
+    /// the order the indexes list them. Reads the indexes only; changes nothing.
+    pub fn package_index(&self) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in Suite::ALL {
             let index = self.paths.repo().join(s.codename()).join("Packages");
             let text = match std::fs::read_to_string(&index) {
@@ -384,10 +391,8 @@ impl Group {
                         .lines()
                         .find_map(|l| l.strip_prefix(f).map(str::trim))
                 };
-                if field("Package:") == Some(name)
-                    && let Some(v) = field("Version:")
-                {
-                    out.push(v.to_owned());
+                if let (Some(name), Some(v)) = (field("Package:"), field("Version:")) {
+                    out.entry(name.to_owned()).or_default().push(v.to_owned());
                 }
             }
         }

@@ -6,7 +6,7 @@ use crate::kinds::etcd_cluster::EtcdCluster;
 use crate::kinds::local_provider::LocalProvider;
 use crate::kinds::node_software::NodeSoftware;
 use crate::kinds::static_provider::{StaticProvider, StaticProviderV0};
-use orb_secrets::Envelope;
+use crate::kinds::{ClusterModel, ProviderModel, SoftwareModel};
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::{Serialize, Serializer};
 
@@ -187,38 +187,34 @@ pub enum MachineFlag {
 }
 
 impl ProviderSpec {
-    /// `rebootrequired` or `replacementrequired`: written by `orbctl node`, cleared by Orbiter.
-    /// The machines a person flagged for a reboot or a replacement.
-    pub fn flags(&self, flag: MachineFlag) -> &[crate::Located<crate::Id>] {
-        match (self, flag) {
-            (ProviderSpec::Static(s), MachineFlag::Reboot) => &s.rebootrequired,
-            (ProviderSpec::Static(s), MachineFlag::Replace) => &s.replacementrequired,
-            (ProviderSpec::Local(s), MachineFlag::Reboot) => &s.rebootrequired,
-            (ProviderSpec::Local(s), MachineFlag::Replace) => &s.replacementrequired,
+    /// The kind behind its small trait: everything generic goes through here.
+    pub fn model(&self) -> &dyn ProviderModel {
+        match self {
+            ProviderSpec::Static(s) => s,
+            ProviderSpec::Local(s) => s,
         }
     }
 
-    pub fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<crate::Located<crate::Id>> {
-        match (self, flag) {
-            (ProviderSpec::Static(s), MachineFlag::Reboot) => &mut s.rebootrequired,
-            (ProviderSpec::Static(s), MachineFlag::Replace) => &mut s.replacementrequired,
-            (ProviderSpec::Local(s), MachineFlag::Reboot) => &mut s.rebootrequired,
-            (ProviderSpec::Local(s), MachineFlag::Replace) => &mut s.replacementrequired,
+    pub fn model_mut(&mut self) -> &mut dyn ProviderModel {
+        match self {
+            ProviderSpec::Static(s) => s,
+            ProviderSpec::Local(s) => s,
         }
+    }
+
+    /// The machines a person flagged for a reboot or a replacement.
+    pub fn flags(&self, flag: MachineFlag) -> &[crate::Located<crate::Id>] {
+        self.model().flags(flag)
+    }
+
+    pub fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<crate::Located<crate::Id>> {
+        self.model_mut().flags_mut(flag)
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             ProviderSpec::Static(_) => "StaticProvider",
             ProviderSpec::Local(_) => "LocalProvider",
-        }
-    }
-
-    /// Secret fields by name, in a stable order.
-    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Envelope>)> {
-        match self {
-            ProviderSpec::Static(s) => s.keys.slots_mut().into_iter().collect(),
-            ProviderSpec::Local(_) => Vec::new(),
         }
     }
 
@@ -231,21 +227,41 @@ impl ProviderSpec {
 }
 
 impl ClusterSpec {
+    pub fn model(&self) -> &dyn ClusterModel {
+        match self {
+            ClusterSpec::Etcd(e) => e,
+        }
+    }
+
+    pub fn model_mut(&mut self) -> &mut dyn ClusterModel {
+        match self {
+            ClusterSpec::Etcd(e) => e,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ClusterSpec::Etcd(_) => "EtcdCluster",
         }
     }
 
-    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Option<Envelope>)> {
-        match self {
-            ClusterSpec::Etcd(_) => Vec::new(),
-        }
-    }
-
     pub(crate) fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             ClusterSpec::Etcd(spec) => spec.serialize(s),
+        }
+    }
+}
+
+impl SoftwareSpec {
+    pub fn model(&self) -> &dyn SoftwareModel {
+        match self {
+            SoftwareSpec::Node(s) => s,
+        }
+    }
+
+    pub fn model_mut(&mut self) -> &mut dyn SoftwareModel {
+        match self {
+            SoftwareSpec::Node(s) => s,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Addressing secrets as `<provider or cluster id>.<field>`, e.g. `lab.bootstrapkeyprivate`.
+//! Addressing secrets as `<provider, cluster or software id>.<field>`, e.g.
+//! `lab.bootstrapkeyprivate` or `base.apitoken`.
 //! The path is also the associated data the secret is sealed with, so it must be stable.
 
 use crate::hint::closest;
@@ -6,16 +7,21 @@ use crate::orb::Orb;
 use orb_secrets::Envelope;
 
 impl Orb {
-    /// Every secret slot with its path, providers first, in id order.
+    /// Every secret slot with its path: providers, clusters, then software, each in id order.
     pub fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
         let mut out = Vec::new();
         for (id, node) in &mut self.providers {
-            for (name, slot) in node.spec.secrets_mut() {
+            for (name, slot) in node.spec.model_mut().secrets_mut() {
                 out.push((format!("{id}.{name}"), slot));
             }
         }
         for (id, node) in &mut self.clusters {
-            for (name, slot) in node.spec.secrets_mut() {
+            for (name, slot) in node.spec.model_mut().secrets_mut() {
+                out.push((format!("{id}.{name}"), slot));
+            }
+        }
+        for (id, node) in &mut self.software {
+            for (name, slot) in node.spec.model_mut().secrets_mut() {
                 out.push((format!("{id}.{name}"), slot));
             }
         }

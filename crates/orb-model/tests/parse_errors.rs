@@ -197,14 +197,25 @@ fn local_provider_and_node_software_parse_and_round_trip() {
 }
 
 #[test]
-fn node_software_items_are_checked_by_the_agent_parser() {
+fn node_software_items_are_typed_node_agent_items() {
     let text = WITH_LOCAL.replace(
         "- package: {name: etcd-server, version: 3.4.23-4}",
         "- packge: {name: etcd-server}",
     );
     let e = err(&text);
     assert_eq!(at(&e).0, line_of(&text, "packge"));
-    assert!(e.message.contains("software `base`"), "{e}");
+    assert!(
+        e.message
+            .contains("unknown variant `packge`, expected one of package"),
+        "{e}"
+    );
+    let text = WITH_LOCAL.replace("path: /etc/motd", "path: etc/motd");
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "etc/motd"));
+    assert!(
+        e.message.contains("software `base`: file:etc/motd: path"),
+        "{e}"
+    );
     let text = WITH_LOCAL.replace("pools: [local.extra]", "pools: [local.extr]");
     let e = err(&text);
     assert_eq!(e.hint.as_deref(), Some("did you mean `extra`?"), "{e}");

@@ -48,6 +48,34 @@ impl<'de> Deserialize<'de> for Redacted {
     }
 }
 
+/// Writes `bytes` to `path` atomically with mode 0600 (the directory 0700 when created): a
+/// fresh 0600 temp file next to it, synced, then renamed over.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+    // tempfile creates the file with mode 0600 and O_EXCL.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config-")
+        .tempfile_in(&dir)
+        .map_err(|e| format!("cannot create a temp file in {}: {e}", dir.display()))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod temp file: {e}"))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("cannot write: {e}"))?;
+    tmp.persist(path)
+        .map_err(|e| format!("cannot replace the file: {}", e.error))?;
+    Ok(())
+}
+
 /// Contents of an orb config file (YAML keys `url`, `repokey`, `masterkey`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,38 +183,43 @@ impl OrbConfig {
             reason,
         };
         self.validate().map_err(config_err)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| config_err(format!("cannot create directory {}: {e}", dir.display())))?;
         let text = Zeroizing::new(
             serde_saphyr::to_string(self)
                 .map_err(|e| config_err(format!("cannot serialize: {e}")))?,
         );
-        // tempfile creates the file with mode 0600 and O_EXCL.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".config-")
-            .tempfile_in(&dir)
-            .map_err(|e| {
-                config_err(format!(
-                    "cannot create a temp file in {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| config_err(format!("cannot chmod temp file: {e}")))?;
-        tmp.write_all(text.as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| config_err(format!("cannot write: {e}")))?;
-        tmp.persist(path)
-            .map_err(|e| config_err(format!("cannot replace the file: {}", e.error)))?;
+        write_private(path, text.as_bytes()).map_err(config_err)?;
         Ok(())
+    }
+
+    /// Where a new masterkey is staged for the Orbiter that runs with the config at `path`:
+    /// `orbctl configure` writes it before it pushes a rotation, and that Orbiter adopts it
+    /// (into its config) once the repository's keyring no longer opens with the old one.
+    pub fn staged_masterkey_path(path: &Path) -> PathBuf {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".next-masterkey");
+        path.with_file_name(name)
+    }
+
+    /// The staged masterkey beside the config at `path`, if any.
+    pub fn read_staged_masterkey(path: &Path) -> Result<Option<Redacted>, RepoError> {
+        let staged = Self::staged_masterkey_path(path);
+        match fs::read_to_string(&staged) {
+            Ok(t) => Ok(Some(Redacted(Zeroizing::new(t.trim().to_owned())))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RepoError::Config {
+                path: staged,
+                reason: format!("cannot read it: {e}"),
+            }),
+        }
+    }
+
+    /// Stages `masterkey` beside the config at `path` (0600, atomically).
+    pub fn stage_masterkey(path: &Path, masterkey: &str) -> Result<(), RepoError> {
+        let staged = Self::staged_masterkey_path(path);
+        write_private(&staged, masterkey.as_bytes()).map_err(|reason| RepoError::Config {
+            path: staged,
+            reason,
+        })
     }
 
     /// A stable, file-name-safe id for the Orb, derived from its URL: scheme, user info and

@@ -10,6 +10,9 @@ use crate::envelope::{self, NONCE_LEN};
 use crate::kdf::KEY_LEN;
 use crate::{Envelope, SecretError};
 
+/// HKDF info for the key of [`SecretKey::digest`].
+const DIGEST_INFO: &[u8] = b"orbiter/digest/v1";
+
 /// The Orb's secret-sealing key, derived from the masterkey through `keyring.yml`
 /// (see [`crate::Keyring::unlock`]). Debug output is redacted and the memory is zeroized on drop.
 #[derive(Clone)]
@@ -39,6 +42,24 @@ impl SecretKey {
             .encrypt_in_place(<&XNonce>::from(&nonce), &envelope::aad(path), &mut *buf)
             .expect("XChaCha20-Poly1305 encrypts any message shorter than 256 GiB");
         Envelope::new(path, &nonce, &buf)
+    }
+
+    /// A keyed digest of `data` (`hmac-sha256:<hex>`), for recording that a secret changed
+    /// without recording anything a reader could test a guess against. The key is derived
+    /// from the sealing key, so it changes when the masterkey is rotated.
+    pub fn digest(&self, data: &[u8]) -> String {
+        use hmac::{KeyInit as _, Mac as _};
+        let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(self.0.as_slice())
+            .expect("a 32-byte key is a valid HKDF-SHA256 PRK");
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        hk.expand(DIGEST_INFO, key.as_mut_slice())
+            .expect("32 bytes are a valid HKDF-SHA256 output length");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_slice())
+            .expect("HMAC takes any key length");
+        mac.update(data);
+        let tag = mac.finalize().into_bytes();
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        format!("hmac-sha256:{hex}")
     }
 
     /// Decrypts the envelope found at `path`.
@@ -85,6 +106,25 @@ mod tests {
         assert_ne!(a.value, b.value);
         assert_eq!(*k.open("lab.key", &a).unwrap(), b"same");
         assert_eq!(*k.open("lab.key", &b).unwrap(), b"same");
+    }
+
+    #[test]
+    fn digests_are_keyed_and_stable() {
+        let k = SecretKey::from_derived(Zeroizing::new([1; KEY_LEN]));
+        let other = SecretKey::from_derived(Zeroizing::new([2; KEY_LEN]));
+        let d = k.digest(b"hunter2");
+        assert!(d.starts_with("hmac-sha256:") && d.len() == 12 + 64, "{d}");
+        assert_eq!(d, k.digest(b"hunter2"));
+        assert_ne!(d, k.digest(b"hunter3"));
+        assert_ne!(d, other.digest(b"hunter2"), "another key, another digest");
+        let plain: String = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(b"hunter2")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        assert!(!d.contains(&plain), "not a plain hash");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Global {
     /// Trust the repository's SSH host key with this fingerprint (SHA256:…) on first contact
     #[arg(long, global = true, value_name = "FINGERPRINT")]
     pub accept_host_key: Option<String>,
+    /// More log lines: -v debug, -vv trace (RUST_LOG, e.g. `orbiter=debug`, wins)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]

@@ -39,6 +39,18 @@ impl Ctx {
         })
     }
 
+    /// The reconciler over this Orb's repository. It re-reads this config (and a masterkey
+    /// staged beside it) if the masterkey is rotated while it runs.
+    pub fn engine(self) -> Result<orbiter::engine::Engine> {
+        let masterkey = self.masterkey()?;
+        let keys = orbiter::engine::keys::Keys::new(masterkey, Some(self.config_path));
+        orbiter::engine::Engine::new(
+            self.repo,
+            keys,
+            orbiter::agent_binary::AgentBinary::locate()?,
+        )
+    }
+
     pub fn masterkey(&self) -> Result<Masterkey> {
         Masterkey::new(self.config.masterkey.expose().to_owned())
             .with_context(|| format!("masterkey in {}", self.config_path.display()))

@@ -5,6 +5,7 @@ mod args;
 mod cmd;
 mod context;
 mod input;
+mod logging;
 mod picker;
 mod yaml_tree;
 
@@ -12,6 +13,7 @@ use clap::Parser;
 
 fn main() {
     let args = args::Cli::parse();
+    logging::init(args.global.verbose);
     if let Err(e) = cmd::run(args) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

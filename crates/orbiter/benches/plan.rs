@@ -2,14 +2,21 @@
 //! software on every pool, every machine observed converged except one in ten, which needs its
 //! node-desired state rewritten. Prints `plan_<n>_ms=` (median of 5) for 1k and 10k machines.
 
-use node_agent::current::Current;
-use orb_model::Orb;
+use node_protocol::NodeCurrent;
+use orb_model::{Orb, ProviderSpec};
 use orbiter::machine::MachineKey;
-use orbiter::node_desired::{items_for, next_doc};
+use orbiter::node_desired::{SoftwareSecrets, items_for, next_doc};
+use orbiter::observe::sha256_hex;
 use orbiter::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
 use orbiter::plan::{AgentRelease, PlanInput, Recorded, listed_machines, plan};
 use orbiter::ssh::HostKey;
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// The digest records hold: keyed in Orbiter, any stable function here.
+fn digest(b: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(b))
+}
 
 fn orb(n: usize) -> Orb {
     let mut y = String::from(
@@ -51,14 +58,24 @@ fn main() {
     for n in [1_000usize, 10_000] {
         let orb = orb(n);
         let id = orb.providers.keys().next().unwrap().clone();
-        let machines = listed_machines(&id, &orb.providers[&id].spec);
+        let ProviderSpec::Static(spec) = &orb.providers[&id].spec else {
+            unreachable!("the bench Orb has a Static provider")
+        };
+        let machines = listed_machines(&id, spec);
+        let providers: BTreeMap<_, _> = orb
+            .providers
+            .iter()
+            .map(|(id, n)| (id.clone(), orbiter::providers::for_spec(id, &n.spec)))
+            .collect();
+        let secrets = SoftwareSecrets::new();
         let mut recorded = Recorded::default();
         recorded.maintenance_keys.insert(id.clone());
         let mut observed = Observed::default();
         let mut po = ProviderObserved::default();
         for (i, m) in machines.iter().enumerate() {
-            let doc = next_doc(None, items_for(&orb, m, None));
-            let mut current = Current::new();
+            let items = items_for(&orb, m, None, &secrets).expect("no secrets needed");
+            let (doc, record) = next_doc(None, items, &digest);
+            let mut current = NodeCurrent::new("0.1.0");
             current.ready = true;
             current.generation = Some(doc.generation);
             recorded
@@ -67,9 +84,9 @@ fn main() {
             let on_machine = if i % 10 == 0 {
                 None
             } else {
-                Some(doc.render())
+                Some(sha256_hex(doc.render_for_machine().as_bytes()))
             };
-            recorded.node_desired.insert(m.key.clone(), doc);
+            recorded.node_desired.insert(m.key.clone(), record);
             po.machines.push(MachineObserved {
                 machine: m.clone(),
                 reach: Reach::Maintenance,
@@ -78,7 +95,7 @@ fn main() {
                     sha256: agent.sha256.clone(),
                     active: true,
                 }),
-                desired_on_machine: on_machine,
+                desired_sha256: on_machine,
                 current: Some(current),
             });
         }
@@ -89,11 +106,14 @@ fn main() {
             let t = Instant::now();
             let p = plan(&PlanInput {
                 orb: &orb,
+                providers: &providers,
                 recorded: &recorded,
                 observed: &observed,
                 agent: &agent,
                 now: "2026-11-26T00:00:00Z",
                 clusters: &orbiter::clusters::ClusterNeeds::default(),
+                secrets: &secrets,
+                digest: &digest,
             });
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             steps = p.steps.len();

@@ -32,23 +32,24 @@ pub fn run(mut engine: Engine, opts: DaemonOptions) -> anyhow::Result<()> {
     let metrics = engine.metrics.clone();
     let health_age = opts.interval * 10 + Duration::from_secs(600);
     std::thread::spawn(move || serve(listener, metrics, health_age));
-    (engine.log)(&format!(
+    tracing::info!(
         "orbiter: running, metrics on http://{}/metrics, every {:?}",
-        opts.listen, opts.interval
-    ));
+        opts.listen,
+        opts.interval
+    );
     while !STOP.load(Ordering::SeqCst) {
         match engine.iterate(true) {
             Ok(r) => {
                 for s in &r.failed {
-                    (engine.log)(&format!("step failed: {s}"));
+                    tracing::warn!("step failed: {s}");
                 }
                 if r.committed {
-                    (engine.log)("current state committed");
+                    tracing::info!("current state committed");
                 }
             }
             Err(e) => {
                 let msg = format!("{e:#}");
-                (engine.log)(&format!("iteration failed: {msg}"));
+                tracing::error!("iteration failed: {msg}");
                 engine.metrics.record_error(&msg);
             }
         }
@@ -58,7 +59,7 @@ pub fn run(mut engine: Engine, opts: DaemonOptions) -> anyhow::Result<()> {
             slept += Duration::from_millis(100);
         }
     }
-    (engine.log)("orbiter: stopped");
+    tracing::info!("orbiter: stopped");
     Ok(())
 }
 

@@ -9,7 +9,6 @@ use crate::observe::as_root;
 use crate::observed::{MachineObserved, Observed, Reach};
 use crate::plan::machine_ready;
 use anyhow::{Context as _, Result, anyhow, bail};
-use orb_model::ProviderSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -44,8 +43,9 @@ pub fn check_reachable_url(url: &str) -> Result<()> {
     }
 }
 
-/// The machine that hosts the Orbiter: `wanted`, else the first ready machine of a Static
-/// provider (Static machines outlive the Orbiter's own decisions; Local ones it may destroy).
+/// The machine that hosts the Orbiter: `wanted`, else the first ready machine of a provider
+/// that does not create machines (those outlive the Orbiter's own decisions; machines it
+/// creates, it may also destroy).
 pub fn choose<'a>(
     l: &Loaded,
     observed: &'a Observed,
@@ -69,16 +69,14 @@ pub fn choose<'a>(
     observed
         .machines()
         .filter(|m| {
-            matches!(
-                l.orb
-                    .providers
-                    .get(&m.machine.key.provider)
-                    .map(|n| &n.spec),
-                Some(ProviderSpec::Static(_))
-            )
+            l.providers
+                .get(&m.machine.key.provider)
+                .is_some_and(|p| !p.creates_machines())
         })
         .find(|m| usable(m))
-        .ok_or_else(|| anyhow!("no ready machine of a Static provider can host the Orbiter"))
+        .ok_or_else(|| {
+            anyhow!("no ready machine of a provider whose machines outlive the Orb (Static) can host the Orbiter; hint: name one with --orbiter-on")
+        })
 }
 
 fn unit(listen: SocketAddr, interval: u64) -> String {

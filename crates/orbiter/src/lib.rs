@@ -1,6 +1,8 @@
 //! The Orbiter reconciler: observe → plan → apply, and commit what it observed to the Orb
-//! repository only when that changed. `plan` is pure; `observe` and `engine` hold the effects.
+//! repository only when that changed. `plan` is pure; `observe` and `engine` hold the effects;
+//! providers and cluster kinds are plug-ins behind small traits (`providers`, `clusters`).
 
+pub mod action;
 pub mod agent_binary;
 pub mod clusters;
 pub mod credentials;
@@ -14,6 +16,7 @@ pub mod node_desired;
 pub mod observe;
 pub mod observed;
 pub mod plan;
-pub mod provider;
+pub mod providers;
+pub mod recorded;
 pub mod ssh;
 pub mod state;

@@ -31,25 +31,22 @@ pub fn takeoff(engine: &mut Engine, timeout: Duration) -> Result<()> {
     loop {
         let r = engine.iterate(true)?;
         for s in &r.applied {
-            (engine.log)(&format!("  done: {s}"));
+            tracing::info!("  done: {s}");
         }
         for s in &r.failed {
-            (engine.log)(&format!("  FAILED: {s}"));
+            tracing::warn!("  FAILED: {s}");
         }
         if r.plan.waiting != last_waiting {
             for w in &r.plan.waiting {
-                (engine.log)(&format!("  waiting: {w}"));
+                tracing::info!("  waiting: {w}");
             }
             last_waiting = r.plan.waiting.clone();
         }
         for (m, why) in &r.plan.blocked {
-            (engine.log)(&format!("  blocked: {m}: {why}"));
+            tracing::info!("  blocked: {m}: {why}");
         }
         if r.converged {
-            (engine.log)(&format!(
-                "converged after {:.0}s",
-                started.elapsed().as_secs_f64()
-            ));
+            tracing::info!("converged after {:.0}s", started.elapsed().as_secs_f64());
             return Ok(());
         }
         if started.elapsed() > timeout {
@@ -126,7 +123,7 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
         {
             let what = format!("removing cluster {id}");
             if run_as_root(engine, &l, m, &command, &what, &mut problems) {
-                (engine.log)(&format!("{}: cluster {id} removed", m.machine.key));
+                tracing::info!("{}: cluster {id} removed", m.machine.key);
             }
         }
     }
@@ -136,21 +133,22 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
             m.machine.key, m.reach
         ));
     }
-    let uninstall = node_agent::uninstall_script();
+    let uninstall = node_protocol::install::uninstall_script();
     for m in &logged_in {
         let key = &m.machine.key;
         let Some((t, pinned, login)) = session(&l, m) else {
             continue;
         };
         if run_as_root(engine, &l, m, &uninstall, "uninstall", &mut problems) {
-            (engine.log)(&format!("{key}: node-agent removed"));
+            tracing::info!("{key}: node-agent removed");
         }
         let creds = l.creds.get(&key.provider).cloned().unwrap_or_default();
-        let is_static = matches!(
-            l.orb.providers.get(&key.provider).map(|n| &n.spec),
-            Some(orb_model::ProviderSpec::Static(_))
-        );
-        if is_static && creds.bootstrap_public.is_none() {
+        // Machines Orbiter did not create go back to the person's own key.
+        let given_back = l
+            .providers
+            .get(&key.provider)
+            .is_some_and(|p| !p.creates_machines());
+        if given_back && creds.bootstrap_public.is_none() {
             problems.push(format!(
                 "{key}: no {}.bootstrapkeypublic secret, so the person's key cannot be put back; the maintenance key stays authorized",
                 key.provider
@@ -167,9 +165,9 @@ pub fn teardown(engine: &mut Engine) -> Result<Vec<String>> {
                 mk = crate::ssh::quote(key_blob(maint))
             );
             match engine.ssh.exec(&t, pinned, login, &cmd, None) {
-                Ok(o) if o.success() => (engine.log)(&format!(
-                    "{key}: bootstrap key restored, maintenance key removed"
-                )),
+                Ok(o) if o.success() => {
+                    tracing::info!("{key}: bootstrap key restored, maintenance key removed")
+                }
                 Ok(o) => problems.push(format!(
                     "{key}: restoring the bootstrap key failed: {}",
                     String::from_utf8_lossy(&o.stderr).trim()

@@ -60,3 +60,14 @@ pub struct MachineRef {
     pub ip: IpAddr,
     pub user: String,
 }
+
+/// Machines a provider names `<pool>-<n>` (Local, clouds): returns n, so pools sort
+/// numerically (`-10` after `-9`) and new machines take the lowest free number.
+pub fn pool_index(pool: &Id, machine: &Id) -> Option<u32> {
+    machine
+        .as_str()
+        .strip_prefix(pool.as_str())?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}

@@ -5,24 +5,42 @@
 use crate::credentials::Credentials;
 use crate::machine::MachineRef;
 use crate::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
-use crate::provider::Provider;
+use crate::providers::Provider;
 use crate::ssh::{HostKey, SshError, SshPool, Target, scan_host_key};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use node_agent::current::Current;
+use node_protocol::{NodeCurrent, paths};
 use orb_model::Id;
 use std::collections::BTreeMap;
 
 /// How many machines are talked to at once.
 pub const PARALLEL: usize = 8;
 
-const GATHER: &str = r#"b=/usr/local/bin/node-agent
+/// One command gathers it all. The node-desired file holds secrets: only its digest comes back.
+fn gather() -> String {
+    format!(
+        r#"b={bin}
 if [ -x "$b" ]; then echo "agent=$("$b" --version 2>/dev/null)"; echo "sha=$(sha256sum "$b" | cut -d' ' -f1)"; fi
-echo "active=$(systemctl is-active node-agent.service 2>/dev/null)"
-for f in desired:/etc/node-agent/desired.yml current:/var/lib/node-agent/current.yml; do
-  [ -f "${f#*:}" ] && echo "${f%%:*}=$(base64 -w0 "${f#*:}")"
-done
-true"#;
+echo "active=$(systemctl is-active {unit} 2>/dev/null)"
+[ -f {desired} ] && echo "desired_sha=$(sha256sum {desired} | cut -d' ' -f1)"
+[ -f {current} ] && echo "current=$(base64 -w0 {current})"
+true"#,
+        bin = paths::BINARY,
+        unit = paths::UNIT_NAME,
+        desired = paths::DESIRED,
+        current = paths::CURRENT,
+    )
+}
+
+/// SHA-256 in hex, as `sha256sum` prints it: how the node-desired file on a machine is
+/// compared with the one Orbiter would write.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 pub fn target(m: &MachineRef) -> Target {
     Target {
@@ -55,14 +73,20 @@ pub fn observe(
             Ok(ms) => {
                 let none = Credentials::default();
                 let c = creds.get(pid).unwrap_or(&none);
+                let packages = p.packages().unwrap_or_else(|e| {
+                    tracing::warn!("provider {pid}: its package repository cannot be read: {e:#}");
+                    None
+                });
                 ProviderObserved {
                     machines: parallel(&ms, |m| observe_machine(m, pinned.get(&m.key), c, ssh)),
                     error: None,
+                    packages,
                 }
             }
             Err(e) => ProviderObserved {
                 machines: Vec::new(),
                 error: Some(format!("{e:#}")),
+                packages: None,
             },
         };
         observed.providers.insert(pid.clone(), po);
@@ -97,7 +121,7 @@ pub fn observe_machine(
         machine: m.clone(),
         reach: Reach::Unreachable(String::new()),
         agent: None,
-        desired_on_machine: None,
+        desired_sha256: None,
         current: None,
     };
     let Some(pinned) = pinned else {
@@ -117,7 +141,7 @@ pub fn observe_machine(
         (creds.bootstrap_private.as_deref(), Reach::Bootstrap),
     ] {
         let Some(key) = key else { continue };
-        match ssh.exec(&t, pinned, key, &as_root(&t.user, GATHER), None) {
+        match ssh.exec(&t, pinned, key, &as_root(&t.user, &gather()), None) {
             Ok(out) if out.success() => {
                 reach = how;
                 output = Some(out.stdout);
@@ -169,9 +193,13 @@ pub fn observe_machine(
                 }
                 "sha" => agent.sha256 = v.trim().to_owned(),
                 "active" => agent.active = v.trim() == "active",
-                "desired" => obs.desired_on_machine = decode(v),
+                "desired_sha" => obs.desired_sha256 = Some(v.trim().to_owned()),
                 "current" => {
-                    obs.current = decode(v).and_then(|t| serde_saphyr::from_str::<Current>(&t).ok())
+                    obs.current = decode(v).and_then(|t| {
+                        NodeCurrent::parse(&t, &format!("{}:{}", t_id(m), paths::CURRENT))
+                            .map_err(|e| tracing::warn!("{e}"))
+                            .ok()
+                    })
                 }
                 _ => {}
             }
@@ -179,6 +207,10 @@ pub fn observe_machine(
         obs.agent = installed.then_some(agent);
     }
     obs
+}
+
+fn t_id(m: &MachineRef) -> String {
+    m.key.to_string()
 }
 
 fn decode(v: &str) -> Option<String> {

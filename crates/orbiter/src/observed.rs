@@ -3,9 +3,9 @@
 
 use crate::machine::{MachineKey, MachineRef};
 use crate::ssh::HostKey;
-use node_agent::current::Current;
+use node_protocol::NodeCurrent;
 use orb_model::Id;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -17,6 +17,25 @@ pub struct ProviderObserved {
     pub machines: Vec<MachineObserved>,
     /// The provider itself could not be asked (e.g. the Local host is not usable).
     pub error: Option<String>,
+    /// Packages the provider's own repository offers its machines (Local); `None` when the
+    /// machines' apt sources decide.
+    pub packages: Option<PackageCatalog>,
+}
+
+/// What a provider's package repository holds, read without changing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackageCatalog {
+    /// Debian versions by package name.
+    pub versions: BTreeMap<String, BTreeSet<String>>,
+    /// Names this Orbiter offered already (all their versions the provider could find): asking
+    /// again would change nothing, so the plan does not.
+    pub asked: BTreeSet<String>,
+}
+
+impl PackageCatalog {
+    pub fn has(&self, name: &str, version: &str) -> bool {
+        self.versions.get(name).is_some_and(|v| v.contains(version))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -24,10 +43,11 @@ pub struct MachineObserved {
     pub machine: MachineRef,
     pub reach: Reach,
     pub agent: Option<AgentObserved>,
-    /// `/etc/node-agent/desired.yml` as found on the machine.
-    pub desired_on_machine: Option<String>,
-    /// `/var/lib/node-agent/current.yml`, parsed.
-    pub current: Option<Current>,
+    /// SHA-256 of the node-desired file on the machine (its content never travels back: it
+    /// holds secrets).
+    pub desired_sha256: Option<String>,
+    /// The agent's node-current report, parsed.
+    pub current: Option<NodeCurrent>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

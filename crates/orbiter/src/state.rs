@@ -1,9 +1,12 @@
 //! The files Orbiter owns in the Orb repository, all under `orbiter/`. Orbiter is their only
-//! writer; each is rendered from typed data in a stable order and contains nothing that changes
-//! while the world does not (no timestamps of loops), so an idle Orbiter commits nothing.
+//! writer; each is rendered from typed data in a stable order, contains nothing that changes
+//! while the world does not (no timestamps of loops), so an idle Orbiter commits nothing, and
+//! carries `kind` and `version`, checked on read: a file of a newer version stops this Orbiter
+//! with a clear error instead of being misread, and older versions are migrated in code.
 
 use crate::machine::MachineKey;
 use crate::ssh::HostKey;
+use anyhow::{Result, anyhow, bail};
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -20,6 +23,18 @@ pub fn node_current_path(k: &MachineKey) -> String {
     format!("orbiter/nodes/{k}/current.yml")
 }
 
+/// The machine a node file path is about (`orbiter/nodes/<key>/<file>`).
+pub fn node_file_machine(path: &str, file: &str) -> Option<MachineKey> {
+    let rest = path.strip_prefix("orbiter/nodes/")?;
+    MachineKey::parse(rest.strip_suffix(&format!("/{file}"))?).ok()
+}
+
+/// A file kind Orbiter writes, with the versions it reads (the last is the one it writes).
+pub trait Versioned {
+    const KIND: &'static str;
+    const VERSIONS: &'static [&'static str];
+}
+
 /// SSH host keys pinned on first contact. A machine whose key changes is refused until a person
 /// removes its entry (after reinstalling it, say).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -31,8 +46,13 @@ pub struct HostKeys {
     pub keys: BTreeMap<MachineKey, HostKey>,
 }
 
-/// Secrets Orbiter generated (maintenance keys), sealed like every other secret and addressed as
-/// `orbiter.<provider>.<name>`.
+impl Versioned for HostKeys {
+    const KIND: &'static str = "HostKeys";
+    const VERSIONS: &'static [&'static str] = &["v1"];
+}
+
+/// Secrets Orbiter generated (maintenance keys, cluster certificates), sealed like every
+/// other secret and addressed as `orbiter.<owner>.<name>` (internal) or `<cluster>.<name>`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratedSecrets {
@@ -40,6 +60,11 @@ pub struct GeneratedSecrets {
     pub version: String,
     #[serde(default)]
     pub secrets: BTreeMap<String, Envelope>,
+}
+
+impl Versioned for GeneratedSecrets {
+    const KIND: &'static str = "OrbiterSecrets";
+    const VERSIONS: &'static [&'static str] = &["v1"];
 }
 
 /// What Orbiter observed, as committed in `orbiter/current.yml`.
@@ -61,6 +86,11 @@ pub struct OrbCurrent {
     pub waiting: Vec<String>,
 }
 
+impl Versioned for OrbCurrent {
+    const KIND: &'static str = "OrbCurrent";
+    const VERSIONS: &'static [&'static str] = &["v1"];
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MachineCurrent {
@@ -76,10 +106,46 @@ pub struct MachineCurrent {
     pub error: Option<String>,
 }
 
-/// Parses an Orbiter-owned YAML file, naming it in errors.
-pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, file: &str) -> anyhow::Result<T> {
+#[derive(Deserialize)]
+struct Header {
+    kind: Option<String>,
+    version: Option<String>,
+}
+
+/// Which known version a file of `kind` is in. `Ok(None)`: it has neither kind nor version
+/// (written before files carried them), for readers that migrate such files.
+pub fn file_version(
+    text: &str,
+    file: &str,
+    kind: &str,
+    versions: &[&'static str],
+) -> Result<Option<&'static str>> {
+    let h: Header = parse_yaml(text, file)?;
+    match (h.kind.as_deref(), h.version.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(k), _) if k != kind => bail!("{file}: kind is `{k}`, expected `{kind}`"),
+        (_, None) => bail!("{file}: no `version`"),
+        (_, Some(v)) => versions.iter().find(|k| **k == v).map(|v| Some(*v)).ok_or_else(|| {
+            anyhow!(
+                "{file}: version `{v}` of {kind} is newer than this Orbiter reads ({}); hint: a newer Orbiter wrote it: upgrade orbctl, and do not let an older Orbiter run against this Orb",
+                versions.join(", ")
+            )
+        }),
+    }
+}
+
+/// Parses an Orbiter-owned file after checking its kind and version.
+pub fn parse<T: Versioned + for<'de> Deserialize<'de>>(text: &str, file: &str) -> Result<T> {
+    if file_version(text, file, T::KIND, T::VERSIONS)?.is_none() {
+        bail!("{file}: no `kind: {}`", T::KIND);
+    }
+    parse_yaml(text, file)
+}
+
+/// Parses YAML, naming the file in errors.
+pub fn parse_yaml<T: for<'de> Deserialize<'de>>(text: &str, file: &str) -> Result<T> {
     serde_saphyr::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
+        anyhow!(
             "{}",
             e.render_with_options(serde_saphyr::render_options! { source_name: Some(file) })
         )
@@ -90,11 +156,15 @@ pub fn render<T: Serialize>(v: &T) -> String {
     serde_saphyr::to_string(v).expect("state files always serialize")
 }
 
+fn current_version<T: Versioned>() -> String {
+    T::VERSIONS[T::VERSIONS.len() - 1].to_owned()
+}
+
 impl HostKeys {
     pub fn new() -> Self {
         HostKeys {
-            kind: "HostKeys".into(),
-            version: "v1".into(),
+            kind: Self::KIND.into(),
+            version: current_version::<Self>(),
             keys: BTreeMap::new(),
         }
     }
@@ -103,8 +173,8 @@ impl HostKeys {
 impl GeneratedSecrets {
     pub fn new() -> Self {
         GeneratedSecrets {
-            kind: "OrbiterSecrets".into(),
-            version: "v1".into(),
+            kind: Self::KIND.into(),
+            version: current_version::<Self>(),
             secrets: BTreeMap::new(),
         }
     }
@@ -113,9 +183,46 @@ impl GeneratedSecrets {
 impl OrbCurrent {
     pub fn new() -> Self {
         OrbCurrent {
-            kind: "OrbCurrent".into(),
-            version: "v1".into(),
+            kind: Self::KIND.into(),
+            version: current_version::<Self>(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_version_stops_with_a_clear_error() {
+        let text = render(&HostKeys::new());
+        assert!(parse::<HostKeys>(&text, HOSTKEYS).is_ok());
+        let newer = text.replace("version: v1", "version: v2");
+        let e = parse::<HostKeys>(&newer, HOSTKEYS).unwrap_err().to_string();
+        assert!(
+            e.contains("version `v2` of HostKeys is newer") && e.contains("upgrade"),
+            "{e}"
+        );
+        let other = text.replace("kind: HostKeys", "kind: OrbCurrent");
+        let e = parse::<HostKeys>(&other, HOSTKEYS).unwrap_err().to_string();
+        assert!(e.contains("expected `HostKeys`"), "{e}");
+        let e = parse::<HostKeys>("keys: {}\n", HOSTKEYS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `kind: HostKeys`"), "{e}");
+    }
+
+    #[test]
+    fn node_file_paths() {
+        let k = MachineKey::parse("lab.s1").unwrap();
+        assert_eq!(
+            node_file_machine(&node_desired_path(&k), "desired.yml"),
+            Some(k.clone())
+        );
+        assert_eq!(
+            node_file_machine(&node_current_path(&k), "desired.yml"),
+            None
+        );
     }
 }

@@ -2,15 +2,17 @@
 //! steps, waits and blocks the plan returns. Restart safety is tested by replaying what the
 //! engine's steps change (`World::apply`), also when Orbiter dies after any single step.
 
-use node_agent::current::Current;
-use node_agent::timefmt::{format_rfc3339, parse_rfc3339};
+use node_protocol::timefmt::{format_rfc3339, parse_rfc3339};
+use node_protocol::{Item, NodeCurrent, NodeDesired};
 use orb_model::registry::MachineFlag;
 use orb_model::{Id, Orb};
 use orbiter::clusters::{ClusterNeeds, KindStep};
 use orbiter::machine::{MachineKey, MachineRef};
-use orbiter::node_desired::{NodeDesiredDoc, items_for, next_doc};
+use orbiter::node_desired::{SoftwareSecrets, items_for, next_doc};
+use orbiter::observe::sha256_hex;
 use orbiter::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
 use orbiter::plan::{Action, AgentRelease, Plan, PlanInput, Recorded, listed_machines, plan};
+use orbiter::providers::Provider;
 use orbiter::ssh::HostKey;
 use std::collections::BTreeMap;
 
@@ -106,8 +108,18 @@ fn local_ref(name: &str) -> MachineRef {
     }
 }
 
-fn current(generation: u64) -> Current {
-    let mut c = Current::new();
+/// Records hold digests; any stable function serves in these tests.
+fn digest(b: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(b))
+}
+
+/// The digest observation reports of a machine's document.
+fn on_machine(doc: &NodeDesired) -> Option<String> {
+    Some(sha256_hex(doc.render_for_machine().as_bytes()))
+}
+
+fn current(generation: u64) -> NodeCurrent {
+    let mut c = NodeCurrent::new("0.1.0");
     c.ready = true;
     c.generation = Some(generation);
     c.booted_at = Some(OLD_BOOT.to_owned());
@@ -120,6 +132,7 @@ struct World {
     recorded: Recorded,
     observed: Observed,
     now: String,
+    secrets: SoftwareSecrets,
 }
 
 impl World {
@@ -133,14 +146,17 @@ impl World {
             recorded,
             observed,
             now: NOW.to_owned(),
+            secrets: SoftwareSecrets::new(),
         };
         for (pid, node) in w.orb.providers.clone() {
             w.recorded.maintenance_keys.insert(pid.clone());
             w.observed
                 .providers
                 .insert(pid.clone(), ProviderObserved::default());
-            for m in listed_machines(&pid, &node.spec) {
-                w.add_converged(m);
+            if let orb_model::ProviderSpec::Static(spec) = &node.spec {
+                for m in listed_machines(&pid, spec) {
+                    w.add_converged(m);
+                }
             }
         }
         for name in local {
@@ -149,8 +165,15 @@ impl World {
         w
     }
 
+    /// The machine's document and its record for these items.
+    fn docs(&self, m: &MachineRef, reboot_at: Option<&str>) -> (NodeDesired, NodeDesired) {
+        let previous = self.recorded.node_desired.get(&m.key);
+        let items = items_for(&self.orb, m, reboot_at, &self.secrets).unwrap();
+        next_doc(previous, items, &digest)
+    }
+
     fn add_converged(&mut self, m: MachineRef) {
-        let doc = next_doc(None, items_for(&self.orb, &m, None));
+        let (doc, record) = self.docs(&m, None);
         self.recorded
             .pinned
             .insert(m.key.clone(), HostKey(HOST_KEY.into()));
@@ -158,10 +181,10 @@ impl World {
             machine: m.clone(),
             reach: Reach::Maintenance,
             agent: agent_ok(),
-            desired_on_machine: Some(doc.render()),
+            desired_sha256: on_machine(&doc),
             current: Some(current(doc.generation)),
         };
-        self.recorded.node_desired.insert(m.key.clone(), doc);
+        self.recorded.node_desired.insert(m.key.clone(), record);
         let provider = self
             .observed
             .providers
@@ -183,19 +206,18 @@ impl World {
 
     /// The state after Orbiter wrote a reboot request for `at` to `k` (recorded and on the
     /// machine, enforced by its agent) and was killed before the machine rebooted.
-    fn reboot_written(&mut self, k: &str, at: &str) -> NodeDesiredDoc {
+    fn reboot_written(&mut self, k: &str, at: &str) -> NodeDesired {
         let m = self.m(k).machine.clone();
-        let previous = self.recorded.node_desired.get(&m.key);
-        let doc = next_doc(previous, items_for(&self.orb, &m, Some(at)));
-        self.write(&m.key, &doc);
+        let (doc, record) = self.docs(&m, Some(at));
+        self.write(&m.key, &doc, &record);
         doc
     }
 
     /// What WriteNodeDesired leaves behind: recorded, on the machine, enforced by its agent.
-    fn write(&mut self, k: &MachineKey, doc: &NodeDesiredDoc) {
-        self.recorded.node_desired.insert(k.clone(), doc.clone());
+    fn write(&mut self, k: &MachineKey, doc: &NodeDesired, record: &NodeDesired) {
+        self.recorded.node_desired.insert(k.clone(), record.clone());
         let m = self.m(&k.to_string());
-        m.desired_on_machine = Some(doc.render());
+        m.desired_sha256 = on_machine(doc);
         let c = m.current.get_or_insert_with(|| current(0));
         c.generation = Some(doc.generation);
         c.ready = true;
@@ -208,13 +230,21 @@ impl World {
     fn plan_with(&self, clusters: &ClusterNeeds) -> Plan {
         let (orb, recorded, observed) = (&self.orb, &self.recorded, &self.observed);
         let agent = &release();
+        let providers: BTreeMap<Id, Box<dyn Provider>> = orb
+            .providers
+            .iter()
+            .map(|(id, n)| (id.clone(), orbiter::providers::for_spec(id, &n.spec)))
+            .collect();
         plan(&PlanInput {
             orb,
+            providers: &providers,
             recorded,
             observed,
             agent,
             now: &self.now,
             clusters,
+            secrets: &self.secrets,
+            digest: &digest,
         })
     }
 
@@ -227,7 +257,12 @@ impl World {
         let done: Vec<Action> = order.into_iter().take(limit).cloned().collect();
         for a in &done {
             match a {
-                Action::WriteNodeDesired { machine, doc, .. } => self.write(machine, doc),
+                Action::WriteNodeDesired {
+                    machine,
+                    doc,
+                    record,
+                    ..
+                } => self.write(machine, doc, record),
                 Action::ClearReboot { machine } => self.clear(machine, MachineFlag::Reboot),
                 Action::ClearReplacement { machine } => self.clear(machine, MachineFlag::Replace),
                 Action::DestroyMachine { machine } => {
@@ -248,7 +283,7 @@ impl World {
                         machine,
                         reach: Reach::NotPinned(HostKey(HOST_KEY.into())),
                         agent: None,
-                        desired_on_machine: None,
+                        desired_sha256: None,
                         current: None,
                     });
                 }
@@ -275,6 +310,10 @@ impl World {
 fn brief(p: &Plan) -> Vec<String> {
     let line = |a: &Action| match a {
         Action::GenerateMaintenanceKey { provider } => format!("genkey {provider}"),
+        Action::GenerateClusterSecrets { cluster, .. } => format!("gensecrets {cluster}"),
+        Action::OfferPackages { provider, packages } => {
+            format!("offer {provider} {}", packages.join(","))
+        }
         Action::CreateMachine {
             provider, machine, ..
         } => format!("create {provider}.{machine}"),
@@ -308,7 +347,7 @@ fn assert_reason(p: &Plan, step: &str, why: &str) {
     assert_eq!(p.steps[i].reason, why, "reason of `{step}`");
 }
 
-fn written<'a>(p: &'a Plan, k: &str) -> &'a NodeDesiredDoc {
+fn written<'a>(p: &'a Plan, k: &str) -> &'a NodeDesired {
     let doc = p.steps.iter().find_map(|s| match &s.action {
         Action::WriteNodeDesired { machine, doc, .. } if *machine == key(k) => Some(doc),
         _ => None,
@@ -400,7 +439,7 @@ fn reboot_already_requested_is_not_requested_again() {
     assert_waits(&p, A2_WAITS);
 
     // Killed after recording the doc but before the machine had it: the same doc again.
-    w.m("lab.a1").desired_on_machine = Some(next_doc(None, vec![]).render());
+    w.m("lab.a1").desired_sha256 = on_machine(&next_doc(None, vec![], &digest).0);
     let p = w.plan();
     assert_steps(&p, &["write lab.a1 g2"]);
     assert_eq!(written(&p, "lab.a1"), &doc);
@@ -523,7 +562,7 @@ fn a_local_machine_never_reached_and_unreachable_now_is_created_again() {
 fn cluster_items_steps_and_frozen_machines() {
     let w = World::new(&[loc(2, &[])], &["p-1", "p-2"]);
     let mut needs = ClusterNeeds::default();
-    let item = serde_json::json!({"file": {"path": "/etc/kv", "content": "x"}});
+    let item = Item::File(node_protocol::File::text("/etc/kv", "x", "0644"));
     needs.items.insert(key("loc.p-1"), vec![item.clone()]);
     needs.items.insert(key("loc.p-2"), vec![item.clone()]);
     needs
@@ -603,7 +642,7 @@ fn unreachable_machines_are_blocked_and_the_others_proceed() {
     ] {
         let mut w = World::new(&[lab(&["rebootrequired: [a1]"])], &[]);
         for k in ["lab.a1", "lab.a2"] {
-            w.m(k).desired_on_machine = None;
+            w.m(k).desired_sha256 = None;
         }
         w.m("lab.a1").reach = reach.clone();
         let p = w.plan();
@@ -684,7 +723,7 @@ fn provider_error_waits_and_plans_nothing_for_it() {
     let flags = ["rebootrequired: [p-9]", "replacementrequired: [p-1]"];
     let mut w = World::new(&[lab(&[]), loc(3, &flags)], &["p-1"]);
     w.recorded.maintenance_keys.clear();
-    w.m("lab.b1").desired_on_machine = None;
+    w.m("lab.b1").desired_sha256 = None;
     let loc = w
         .observed
         .providers

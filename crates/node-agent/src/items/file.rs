@@ -2,11 +2,11 @@
 //! agent-owned aggregate files (sysctl.d, modules-load.d), which follow from all items of
 //! their kind and disappear when there are none.
 
-use super::{Action, Op};
+use super::{Action, Bytes, Op};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Kind, Meta};
 use crate::host::Host;
-use crate::model::{self, Content, Directory, File};
+use node_protocol::{Directory, File};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 
@@ -29,6 +29,9 @@ pub struct Observed {
     pub want_gid: u32,
     /// `user:group` names of the observed owner (for the report).
     pub owner_names: String,
+    /// The content is secret: the report leaves out even its digest (a short secret's digest
+    /// could be guessed offline from a repository that records the report).
+    pub secret: bool,
 }
 
 impl fmt::Display for Observed {
@@ -42,7 +45,7 @@ impl fmt::Display for Observed {
                     Kind::Symlink => "symlink",
                     Kind::Other => "special file",
                 };
-                if sha256.is_empty() {
+                if sha256.is_empty() || self.secret {
                     write!(f, "{kind} {:04o} {}", meta.mode, self.owner_names)
                 } else {
                     write!(
@@ -86,11 +89,14 @@ fn observe_path(host: &Host, path: &str, owner: &str, group: &str) -> Result<Obs
         want_uid,
         want_gid,
         owner_names,
+        secret: false,
     })
 }
 
 pub fn observe_file(host: &Host, f: &File) -> Result<Observed> {
-    observe_path(host, &f.path, &f.owner, &f.group)
+    let mut o = observe_path(host, &f.path, &f.owner, &f.group)?;
+    o.secret = f.is_secret();
+    Ok(o)
 }
 
 pub fn observe_dir(host: &Host, d: &Directory) -> Result<Observed> {
@@ -113,13 +119,19 @@ fn meta_diff(meta: &Meta, mode: u32, uid: u32, gid: u32) -> Option<String> {
 }
 
 pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
-    let mode = model::parse_mode(&f.mode)?;
+    let mode = node_protocol::parse_mode(&f.mode)?;
     let owner = format!("{}:{}", f.owner, f.group);
+    let bytes = f.bytes().ok_or_else(|| {
+        Error::new(format!(
+            "{}: the document holds no content for it; hint: Orbiter resolves secrets before writing",
+            f.path
+        ))
+    })?;
     let write = |reason: &str| {
         Action::new(
             Op::WriteFile {
                 path: f.path.clone(),
-                content: f.content.clone(),
+                content: Bytes(bytes.to_vec()),
                 mode,
                 uid: o.want_uid,
                 gid: o.want_gid,
@@ -138,7 +150,7 @@ pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
                     f.path
                 )));
             }
-            Kind::File if *sha256 != fsutil::sha256_hex(f.content.0.as_bytes()) => {
+            Kind::File if *sha256 != fsutil::sha256_hex(bytes) => {
                 vec![write("content differs")]
             }
             Kind::File => match meta_diff(meta, mode, o.want_uid, o.want_gid) {
@@ -159,7 +171,7 @@ pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
 }
 
 pub fn plan_dir(d: &Directory, o: &Observed) -> Result<Vec<Action>> {
-    let mode = model::parse_mode(&d.mode)?;
+    let mode = node_protocol::parse_mode(&d.mode)?;
     let owner = format!("{}:{}", d.owner, d.group);
     Ok(match &o.state {
         PathState::Missing => vec![Action::new(
@@ -228,7 +240,7 @@ pub fn plan_owned(path: &str, want: Option<String>, o: &Owned) -> Vec<Action> {
         (Some(w), have) => vec![Action::new(
             Op::WriteFile {
                 path: path.into(),
-                content: Content(w),
+                content: Bytes(w.into_bytes()),
                 mode: 0o644,
                 uid: 0,
                 gid: 0,
@@ -296,13 +308,7 @@ mod tests {
     #[test]
     fn file_converges_and_then_is_quiet() {
         let (_t, h) = host();
-        let f = File {
-            path: "/etc/app/app.conf".into(),
-            content: Content("a=1\n".into()),
-            mode: "0640".into(),
-            owner: "svc".into(),
-            group: "svc".into(),
-        };
+        let f = File::text("/etc/app/app.conf", "a=1\n", "0640").owned_by("svc", "svc");
         let plan = plan_file(&f, &observe_file(&h, &f).unwrap()).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!(
@@ -347,16 +353,37 @@ mod tests {
     }
 
     #[test]
+    fn secret_files_get_exact_bytes_and_are_reported_without_a_digest() {
+        let (_t, h) = host();
+        let bytes = vec![0u8, 0xff, b'\n', 0x80, b'k'];
+        let f = File::secret(
+            "/etc/app/token",
+            node_protocol::FileSecret::Value(node_protocol::SecretBytes::new(bytes.clone())),
+            "0600",
+        );
+        apply_all(&h, &plan_file(&f, &observe_file(&h, &f).unwrap()).unwrap());
+        assert_eq!(std::fs::read(h.path("/etc/app/token")).unwrap(), bytes);
+        let o = observe_file(&h, &f).unwrap();
+        assert!(plan_file(&f, &o).unwrap().is_empty());
+        assert!(!o.to_string().contains("sha256"), "{o}");
+        let named = File::secret(
+            "/etc/app/token",
+            node_protocol::FileSecret::Name("t".into()),
+            "0600",
+        );
+        assert!(
+            plan_file(&named, &o)
+                .unwrap_err()
+                .message()
+                .contains("no content")
+        );
+    }
+
+    #[test]
     fn file_refuses_to_replace_a_directory_and_unknown_owner_is_an_error() {
         let (_t, h) = host();
         std::fs::create_dir_all(h.path("/srv/x")).unwrap();
-        let f = File {
-            path: "/srv/x".into(),
-            content: Content("y".into()),
-            mode: "0644".into(),
-            owner: "root".into(),
-            group: "root".into(),
-        };
+        let f = File::text("/srv/x", "y", "0644");
         assert!(
             plan_file(&f, &observe_file(&h, &f).unwrap())
                 .unwrap_err()

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::{Firewall, PortRange, SourceNet};
+use node_protocol::Firewall;
+use node_protocol::net::{PortRange, SourceNet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -261,7 +262,7 @@ pub fn delete(host: &Host) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Protocol, Rule};
+    use node_protocol::{Protocol, Rule};
 
     fn fw() -> Firewall {
         Firewall {

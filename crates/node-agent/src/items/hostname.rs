@@ -5,7 +5,7 @@ use super::{Action, Op};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::Hostname;
+use node_protocol::Hostname;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

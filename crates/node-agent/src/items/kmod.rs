@@ -4,7 +4,7 @@ use super::{Action, Op};
 use crate::error::Result;
 use crate::exec::Cmd;
 use crate::host::Host;
-use crate::model::KernelModule;
+use node_protocol::KernelModule;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

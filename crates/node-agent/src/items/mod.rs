@@ -15,8 +15,24 @@ pub mod unit;
 
 use crate::error::Result;
 use crate::host::Host;
-use crate::model::{Content, Item, KernelModule, Sysctl};
+use node_protocol::{Content, Item, KernelModule, Sysctl};
 use std::fmt;
+
+/// Bytes a file gets; Debug shows only the size (they may be secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+impl From<&Content> for Bytes {
+    fn from(c: &Content) -> Self {
+        Bytes(c.0.as_bytes().to_vec())
+    }
+}
 
 /// One effect, with everything needed to carry it out (no further lookups at apply time).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +40,7 @@ pub enum Op {
     /// Replace a file's content atomically, with mode and owner.
     WriteFile {
         path: String,
-        content: Content,
+        content: Bytes,
         mode: u32,
         uid: u32,
         gid: u32,
@@ -152,17 +168,25 @@ impl fmt::Display for Op {
             Op::SetHostname { name } => write!(f, "set host name to {name}"),
             Op::HostsEntry { name } => write!(f, "map {name} to 127.0.1.1 in /etc/hosts"),
             Op::SshdDropin { content: Some(_) } => {
-                write!(f, "write {} and reload sshd", crate::model::SSHD_DROPIN)
+                write!(
+                    f,
+                    "write {} and reload sshd",
+                    node_protocol::paths::SSHD_DROPIN
+                )
             }
             Op::SshdDropin { content: None } => {
-                write!(f, "remove {} and reload sshd", crate::model::SSHD_DROPIN)
+                write!(
+                    f,
+                    "remove {} and reload sshd",
+                    node_protocol::paths::SSHD_DROPIN
+                )
             }
             Op::NftApply { .. } => write!(f, "load nftables table inet {}", firewall::TABLE),
             Op::NftDelete => write!(f, "delete nftables table inet {}", firewall::TABLE),
             Op::Reboot { requested_at } => write!(
                 f,
                 "reboot (requested at {})",
-                crate::timefmt::format_rfc3339(*requested_at)
+                node_protocol::timefmt::format_rfc3339(*requested_at)
             ),
         }
     }
@@ -206,8 +230,8 @@ impl Work<'_> {
     pub fn id(&self) -> String {
         match self {
             Work::Item(i) => i.id(),
-            Work::SysctlConf(_) => format!("owned:{}", crate::model::SYSCTL_CONF),
-            Work::ModulesConf(_) => format!("owned:{}", crate::model::MODULES_CONF),
+            Work::SysctlConf(_) => format!("owned:{}", node_protocol::paths::SYSCTL_CONF),
+            Work::ModulesConf(_) => format!("owned:{}", node_protocol::paths::MODULES_CONF),
             Work::NoSshd => "sshd".into(),
             Work::NoFirewall => "firewall".into(),
         }
@@ -263,11 +287,14 @@ pub fn observe_and_plan(host: &Host, work: &Work) -> Result<Step> {
             Ok(step(&o, sysctl::plan(s, &o)))
         }
         Work::SysctlConf(items) => {
-            let o = file::observe_owned(host, crate::model::SYSCTL_CONF)?;
+            let o = file::observe_owned(host, node_protocol::paths::SYSCTL_CONF)?;
             let want = sysctl::render_conf(items);
             Ok(Step {
                 absent: o.is_absent() && want.is_none(),
-                ..step(&o, file::plan_owned(crate::model::SYSCTL_CONF, want, &o))
+                ..step(
+                    &o,
+                    file::plan_owned(node_protocol::paths::SYSCTL_CONF, want, &o),
+                )
             })
         }
         Work::Item(Item::Kernelmodule(k)) => {
@@ -275,11 +302,14 @@ pub fn observe_and_plan(host: &Host, work: &Work) -> Result<Step> {
             Ok(step(&o, kmod::plan(k, &o)))
         }
         Work::ModulesConf(items) => {
-            let o = file::observe_owned(host, crate::model::MODULES_CONF)?;
+            let o = file::observe_owned(host, node_protocol::paths::MODULES_CONF)?;
             let want = kmod::render_conf(items);
             Ok(Step {
                 absent: o.is_absent() && want.is_none(),
-                ..step(&o, file::plan_owned(crate::model::MODULES_CONF, want, &o))
+                ..step(
+                    &o,
+                    file::plan_owned(node_protocol::paths::MODULES_CONF, want, &o),
+                )
             })
         }
         Work::Item(Item::Swap(_)) => {
@@ -354,7 +384,7 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
             gid,
             ..
         } => {
-            file::write(host, path, content.0.as_bytes(), *mode, *uid, *gid)?;
+            file::write(host, path, &content.0, *mode, *uid, *gid)?;
             let n = ctx.next();
             ctx.changed.push((path.clone(), n));
             Ok(())
@@ -412,7 +442,8 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
         Op::SshdDropin { content } => {
             sshd::apply(host, content.as_deref())?;
             let n = ctx.next();
-            ctx.changed.push((crate::model::SSHD_DROPIN.to_string(), n));
+            ctx.changed
+                .push((node_protocol::paths::SSHD_DROPIN.to_string(), n));
             Ok(())
         }
         Op::NftApply { ruleset } => firewall::apply(host, ruleset),

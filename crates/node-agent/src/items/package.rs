@@ -5,7 +5,7 @@ use super::{Action, Op, PassCtx};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Output};
 use crate::host::{Host, PkgManager};
-use crate::model::Package;
+use node_protocol::Package;
 use std::fmt;
 use std::time::Duration;
 

@@ -5,8 +5,8 @@ use super::{Action, Op};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::Reboot;
-use crate::timefmt::{format_rfc3339, now_secs, parse_rfc3339};
+use node_protocol::Reboot;
+use node_protocol::timefmt::{format_rfc3339, now_secs, parse_rfc3339};
 use std::fmt;
 
 const DONE: &str = "reboot.done";

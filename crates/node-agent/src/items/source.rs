@@ -4,7 +4,7 @@ use super::{Action, Op};
 use crate::error::Result;
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::Source;
+use node_protocol::Source;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub fn plan(flavor: Flavor, s: &Source, o: &Observed) -> Vec<Action> {
     let write = Action::new(
         Op::WriteFile {
             path: path(flavor, &s.name),
-            content: s.content.clone(),
+            content: (&s.content).into(),
             mode: 0o644,
             uid: 0,
             gid: 0,
@@ -75,7 +75,7 @@ pub fn plan(flavor: Flavor, s: &Source, o: &Observed) -> Vec<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Content;
+    use node_protocol::Content;
 
     #[test]
     fn apt_source_change_triggers_update() {

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::{SSHD_DROPIN, Sshd};
+use node_protocol::Sshd;
+use node_protocol::paths::SSHD_DROPIN;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

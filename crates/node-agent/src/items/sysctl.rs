@@ -4,7 +4,7 @@
 use super::{Action, Op};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::model::Sysctl;
+use node_protocol::Sysctl;
 use std::fmt;
 
 /// `/proc/sys/...` for a key; dotted keys map dots to slashes, slashed keys (needed when

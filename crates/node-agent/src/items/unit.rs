@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::fsutil;
 use crate::host::Host;
-use crate::model::Unit;
+use node_protocol::Unit;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -90,11 +90,11 @@ const RUNNING: [&str; 3] = ["active", "activating", "reloading"];
 
 pub fn plan(u: &Unit, o: &Observed) -> Result<Vec<Action>> {
     let mut actions = Vec::new();
-    let write = |path: String, content: &crate::model::Content, reason: &str| {
+    let write = |path: String, content: &node_protocol::Content, reason: &str| {
         Action::new(
             Op::WriteFile {
                 path,
-                content: content.clone(),
+                content: content.into(),
                 mode: 0o644,
                 uid: 0,
                 gid: 0,
@@ -231,7 +231,7 @@ pub fn explain_failure(host: &Host, unit: &str, e: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Content;
+    use node_protocol::Content;
 
     fn unit() -> Unit {
         Unit {

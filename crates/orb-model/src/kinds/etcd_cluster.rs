@@ -1,7 +1,11 @@
 //! `EtcdCluster`: a static etcd cluster on the machines of one provider pool.
 
+use crate::error::ModelError;
 use crate::id::Id;
+use crate::kinds::ClusterModel;
 use crate::located::Located;
+use crate::orb::Orb;
+use crate::validate::{check_machine_ref, resolve_pool};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -122,10 +126,118 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too long"))
 }
 
+impl ClusterModel for EtcdCluster {
+    fn placement(&self) -> (&Located<Id>, &Located<Id>) {
+        (&self.provider, &self.pool)
+    }
+
+    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError> {
+        check_etcd(orb, id, self, file)
+    }
+}
+
+fn check_etcd(orb: &Orb, id: &Id, e: &EtcdCluster, file: &str) -> Result<(), ModelError> {
+    let size = resolve_pool(orb, file, &e.provider, &e.pool)?;
+    let n = e.nodes.value;
+    if n == 0 || n.is_multiple_of(2) {
+        return Err(ModelError::new(file, e.nodes.pos, format!("cluster `{id}`: nodes is {n}; an etcd cluster needs an odd number of members"))
+            .with_hint(format!("an even count tolerates no more failures than {} members and adds a machine that can break quorum; use {}", n.saturating_sub(1).max(1), n + 1)));
+    }
+    if (n as usize) > size {
+        return Err(ModelError::new(
+            file,
+            e.nodes.pos,
+            format!(
+                "cluster `{id}` wants {n} members but pool `{}.{}` has {size} machines",
+                e.provider, e.pool
+            ),
+        )
+        .with_hint("add machines to the pool or lower nodes"));
+    }
+    check_etcd_tuning(id, &e.tuning, file)?;
+    if let Some(b) = &e.backup {
+        check_etcd_backup(orb, id, b, file)?;
+    }
+    Ok(())
+}
+
+fn check_etcd_tuning(id: &Id, t: &EtcdTuning, file: &str) -> Result<(), ModelError> {
+    let (hb, el, quota) = (&t.heartbeatms, &t.electiontimeoutms, &t.quotabytes);
+    if hb.value == 0 {
+        return Err(ModelError::new(
+            file,
+            hb.pos,
+            format!("cluster `{id}`: tuning.heartbeatms is 0"),
+        )
+        .with_hint("etcd's default is 100; use about the round-trip time between members"));
+    }
+    if el.value > MAX_ELECTION_TIMEOUT_MS {
+        return Err(ModelError::new(
+            file,
+            el.pos,
+            format!(
+                "cluster `{id}`: tuning.electiontimeoutms is {}; etcd refuses more than {MAX_ELECTION_TIMEOUT_MS}",
+                el.value
+            ),
+        )
+        .with_hint("etcd's default is 1000"));
+    }
+    let min = u64::from(hb.value) * 5;
+    if u64::from(el.value) < min {
+        return Err(ModelError::new(
+            file,
+            el.pos.or(hb.pos),
+            format!(
+                "cluster `{id}`: tuning.electiontimeoutms ({}) is less than 5 heartbeats (tuning.heartbeatms is {})",
+                el.value, hb.value
+            ),
+        )
+        .with_hint(format!(
+            "set tuning.electiontimeoutms to at least {min} (etcd recommends 10 heartbeats), or lower tuning.heartbeatms"
+        )));
+    }
+    if quota.value == 0 || quota.value > MAX_QUOTA_BYTES {
+        return Err(ModelError::new(
+            file,
+            quota.pos,
+            format!(
+                "cluster `{id}`: tuning.quotabytes is {}; it must be between 1 and {MAX_QUOTA_BYTES} (8 GiB)",
+                quota.value
+            ),
+        )
+        .with_hint("etcd's default is 2147483648 (2 GiB); above 8 GiB etcd is not supported"));
+    }
+    Ok(())
+}
+
+fn check_etcd_backup(orb: &Orb, id: &Id, b: &EtcdBackup, file: &str) -> Result<(), ModelError> {
+    if let Err(msg) = parse_duration(&b.every.value) {
+        return Err(ModelError::new(
+            file,
+            b.every.pos,
+            format!("cluster `{id}`: backup.every: {msg}"),
+        )
+        .with_hint("write a duration like `30m`, `6h` or `1d`"));
+    }
+    if b.keep.value == 0 {
+        return Err(ModelError::new(
+            file,
+            b.keep.pos,
+            format!("cluster `{id}`: backup.keep is 0, which would delete every snapshot"),
+        )
+        .with_hint("keep at least 1 snapshot; the default is 7"));
+    }
+    check_machine_ref(
+        orb,
+        file,
+        &format!("cluster `{id}`: backup.target"),
+        &b.target,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Orb;
     use crate::registry::ClusterSpec;
 
     const BASE: &str = "kind: Orb

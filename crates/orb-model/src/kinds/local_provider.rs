@@ -2,7 +2,9 @@
 //! (systemd-nspawn, see the orb-machines crate). Pools have a size, not a list: scaling is real.
 
 use crate::id::Id;
+use crate::kinds::ProviderModel;
 use crate::located::Located;
+use crate::registry::MachineFlag;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,4 +28,40 @@ pub struct LocalProvider {
 #[serde(deny_unknown_fields)]
 pub struct LocalPool {
     pub nodes: Located<u32>,
+}
+
+impl ProviderModel for LocalProvider {
+    fn pools(&self) -> Vec<(&Id, usize)> {
+        self.pools
+            .iter()
+            .map(|(id, p)| (id, p.nodes.value as usize))
+            .collect()
+    }
+
+    /// Local machines are named `<pool>-<n>`; n can exceed the pool's size after a
+    /// replacement, so only the pool part is checked.
+    fn may_have_machine(&self, machine: &str) -> bool {
+        machine.rsplit_once('-').is_some_and(|(pool, n)| {
+            n.parse::<u32>().is_ok_and(|n| n > 0)
+                && Id::parse(pool).is_ok_and(|p| self.pools.contains_key(&p))
+        })
+    }
+
+    fn example_machines(&self) -> Vec<String> {
+        self.pools.keys().map(|p| format!("{p}-1")).collect()
+    }
+
+    fn flags(&self, flag: MachineFlag) -> &[Located<Id>] {
+        match flag {
+            MachineFlag::Reboot => &self.rebootrequired,
+            MachineFlag::Replace => &self.replacementrequired,
+        }
+    }
+
+    fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<Located<Id>> {
+        match flag {
+            MachineFlag::Reboot => &mut self.rebootrequired,
+            MachineFlag::Replace => &mut self.replacementrequired,
+        }
+    }
 }

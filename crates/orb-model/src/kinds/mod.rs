@@ -1,7 +1,63 @@
-//! The shapes of every kind an `orbiter.yml` can contain, one module per kind. Which kinds and
-//! versions exist, and how old versions migrate, is decided in [`crate::registry`] only.
+//! The shapes of every kind an `orbiter.yml` can contain, one module per kind, each with its
+//! own checks. Which kinds and versions exist, and how old versions migrate, is decided in
+//! [`crate::registry`] only; the rest of the crate reaches a kind through the small traits here.
 
 pub mod etcd_cluster;
 pub mod local_provider;
 pub mod node_software;
 pub mod static_provider;
+
+use crate::error::ModelError;
+use crate::id::Id;
+use crate::located::Located;
+use crate::orb::Orb;
+use crate::registry::MachineFlag;
+use orb_secrets::Envelope;
+
+/// A provider kind as `orbiter.yml` describes it.
+pub trait ProviderModel {
+    /// Pool ids with their size when the kind fixes it (a list of machines or a count).
+    fn pools(&self) -> Vec<(&Id, usize)>;
+    /// Whether a machine of this name can belong to the provider (listed, or named like its
+    /// machines are).
+    fn may_have_machine(&self, machine: &str) -> bool;
+    /// Machine names to suggest in hints.
+    fn example_machines(&self) -> Vec<String>;
+    /// The SSH user Orbiter logs in as on its machines (it needs passwordless sudo).
+    fn ssh_user(&self) -> &str {
+        "orbiter"
+    }
+    /// `rebootrequired` or `replacementrequired`: written by `orbctl node`, cleared by Orbiter.
+    fn flags(&self, flag: MachineFlag) -> &[Located<Id>];
+    fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<Located<Id>>;
+    /// Secret fields by name, in a stable order.
+    fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
+        Vec::new()
+    }
+    /// Checks that span fields of this subtree (ids unique, flags naming machines).
+    fn validate(&self, _orb: &Orb, _id: &Id, _file: &str) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+/// A cluster kind as `orbiter.yml` describes it.
+pub trait ClusterModel {
+    /// The provider and pool its members run on.
+    fn placement(&self) -> (&Located<Id>, &Located<Id>);
+    fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
+        Vec::new()
+    }
+    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError>;
+}
+
+/// Software for the machines of some pools.
+pub trait SoftwareModel {
+    /// `<provider>.<pool>` references.
+    fn pools(&self) -> &[Located<String>];
+    /// Its node-agent items, secrets by name.
+    fn items(&self) -> &[Located<node_protocol::Item>];
+    fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
+        Vec::new()
+    }
+    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError>;
+}

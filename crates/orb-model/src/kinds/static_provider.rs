@@ -1,8 +1,13 @@
 //! `StaticProvider`: machines that already exist and are reached over SSH as a user with
 //! passwordless sudo. Orbiter never creates or destroys them; it only uses the listed pools.
 
+use crate::error::ModelError;
+use crate::hint::did_you_mean;
 use crate::id::{Hostname, Id};
+use crate::kinds::ProviderModel;
 use crate::located::Located;
+use crate::orb::Orb;
+use crate::registry::MachineFlag;
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,5 +113,85 @@ impl StaticProviderV0 {
             rebootrequired: Vec::new(),
             replacementrequired: Vec::new(),
         })
+    }
+}
+
+impl StaticProvider {
+    fn machines(&self) -> impl Iterator<Item = &StaticMachine> {
+        self.pools.values().flatten()
+    }
+}
+
+impl ProviderModel for StaticProvider {
+    fn pools(&self) -> Vec<(&Id, usize)> {
+        self.pools.iter().map(|(id, ms)| (id, ms.len())).collect()
+    }
+
+    fn may_have_machine(&self, machine: &str) -> bool {
+        self.machines().any(|m| m.id.value.as_str() == machine)
+    }
+
+    fn example_machines(&self) -> Vec<String> {
+        self.machines().map(|m| m.id.value.to_string()).collect()
+    }
+
+    fn ssh_user(&self) -> &str {
+        &self.user
+    }
+
+    fn flags(&self, flag: MachineFlag) -> &[Located<Id>] {
+        match flag {
+            MachineFlag::Reboot => &self.rebootrequired,
+            MachineFlag::Replace => &self.replacementrequired,
+        }
+    }
+
+    fn flags_mut(&mut self, flag: MachineFlag) -> &mut Vec<Located<Id>> {
+        match flag {
+            MachineFlag::Reboot => &mut self.rebootrequired,
+            MachineFlag::Replace => &mut self.replacementrequired,
+        }
+    }
+
+    fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
+        self.keys
+            .slots_mut()
+            .into_iter()
+            .map(|(n, s)| (n.to_owned(), s))
+            .collect()
+    }
+
+    /// Machine ids and addresses are unique within the provider; flags name its machines.
+    fn validate(&self, _orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError> {
+        let mut ids = BTreeMap::new();
+        let mut ips = BTreeMap::new();
+        for (pool, machines) in &self.pools {
+            for m in machines {
+                if let Some(first) = ids.insert(m.id.value.clone(), pool) {
+                    return Err(ModelError::new(file, m.id.pos, format!("machine id `{}` appears twice in provider `{id}` (pools `{first}` and `{pool}`)", m.id))
+                        .with_hint("machine ids are unique within a provider"));
+                }
+                if ips.insert(m.ip.value, &m.id.value).is_some() {
+                    return Err(ModelError::new(
+                        file,
+                        m.ip.pos,
+                        format!("ip {} is used by two machines of provider `{id}`", m.ip),
+                    )
+                    .with_hint("every machine needs its own address"));
+                }
+            }
+        }
+        for flagged in self.rebootrequired.iter().chain(&self.replacementrequired) {
+            if !ids.contains_key(&flagged.value) {
+                let names: Vec<&str> = ids.keys().map(Id::as_str).collect();
+                return Err(ModelError::new(
+                    file,
+                    flagged.pos,
+                    format!("provider `{id}` has no machine `{flagged}`"),
+                )
+                .with_hint(did_you_mean(flagged.value.as_str(), &names)));
+            }
+        }
+        Ok(())
     }
 }

@@ -4,9 +4,7 @@ use crate::args::Global;
 use crate::context::{Committer, Ctx};
 use anyhow::{Result, anyhow};
 use orb_model::Id;
-use orbiter::agent_binary::AgentBinary;
 use orbiter::clusters::etcd_drill;
-use orbiter::engine::Engine;
 use orbiter::machine::MachineKey;
 
 pub fn restore_drill(
@@ -20,11 +18,7 @@ pub fn restore_drill(
         .map(MachineKey::parse)
         .transpose()
         .map_err(|e| anyhow!("--on: {e}"))?;
-    let ctx = Ctx::open_as(g, Committer::Orbiter)?;
-    let masterkey = ctx.masterkey()?;
-    let mut engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, |l| {
-        eprintln!("{l}")
-    })?;
+    let mut engine = Ctx::open_as(g, Committer::Orbiter)?.engine()?;
     eprintln!("restore drill of cluster {cluster}: restoring into a temporary etcd");
     let r = etcd_drill::restore_drill(&mut engine, &cluster, snapshot, on.as_ref())?;
     println!("snapshot:      {}", r.snapshot);

@@ -4,7 +4,7 @@ use crate::args::{Global, Output};
 use crate::context::{Ctx, KeyCache, read_orb, read_text};
 use anyhow::{Context as _, Result, anyhow, bail};
 use orb_model::registry::MachineFlag;
-use orb_model::{Located, ORBITER_YML, ProviderSpec};
+use orb_model::{Located, ORBITER_YML};
 use orb_repo::FileChange;
 use orbiter::credentials::maintenance_private_path;
 use orbiter::machine::MachineKey;
@@ -88,14 +88,12 @@ pub fn exec(g: &Global, id: &str, command: &[String]) -> Result<()> {
     let secret = KeyCache::new(ctx.masterkey()?)
         .key_for(&snap)?
         .open(&path, env)?;
-    let user = match read_orb(&snap)?
+    let user = read_orb(&snap)?
         .providers
         .get(&key.provider)
-        .map(|n| &n.spec)
-    {
-        Some(ProviderSpec::Static(s)) => s.user.clone(),
-        _ => "orbiter".to_owned(),
-    };
+        .map_or("orbiter".to_owned(), |n| {
+            n.spec.model().ssh_user().to_owned()
+        });
     let dir = tempfile::Builder::new().prefix("orbctl-exec-").tempdir()?;
     let key_file = dir.path().join("key");
     let kh = dir.path().join("known_hosts");

@@ -4,8 +4,6 @@ use crate::args::{DaemonArgs, Global, Output, TakeoffArgs};
 use crate::context::{Committer, Ctx, interactive};
 use crate::picker::ask;
 use anyhow::{Context as _, Result, bail};
-use orb_model::ProviderSpec;
-use orbiter::agent_binary::AgentBinary;
 use orbiter::daemon::{DaemonOptions, run as run_daemon};
 use orbiter::engine::Engine;
 use orbiter::handover;
@@ -14,24 +12,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-fn log(line: &str) {
-    eprintln!("{line}");
-}
-
 fn engine(g: &Global) -> Result<(Engine, PathBuf, String)> {
     let ctx = Ctx::open_as(g, Committer::Orbiter)?;
-    let masterkey = ctx.masterkey()?;
     let orb_id = ctx.config.orb_id();
-    let engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, log)?;
-    Ok((engine, ctx.config_path, orb_id))
+    let config_path = ctx.config_path.clone();
+    Ok((ctx.engine()?, config_path, orb_id))
 }
 
 pub fn plan(g: &Global, output: Output) -> Result<()> {
     let (mut engine, _, _) = engine(g)?;
     let mut loaded = engine.load()?;
-    let observed = engine.observe(&loaded);
-    let needs = engine.cluster_needs(&mut loaded, &observed);
-    let plan = engine.plan(&loaded, &observed, &needs);
+    let (_, plan) = engine.observe_and_plan(&mut loaded);
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(());
@@ -78,13 +69,8 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
                 .unwrap_or_default(),
         })
     };
-    let masterkey = ctx.masterkey()?;
-    let mut engine = Engine::new(ctx.repo, masterkey, AgentBinary::locate()?, log)?;
-    let orb = engine.load()?.orb;
-    let local = orb
-        .providers
-        .values()
-        .any(|n| matches!(n.spec, ProviderSpec::Local(_)));
+    let mut engine = ctx.engine()?;
+    let local = engine.load()?.providers.values().any(|p| p.on_this_host());
     let on = a
         .orbiter_on
         .as_deref()

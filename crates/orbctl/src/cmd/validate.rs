@@ -23,12 +23,7 @@ pub fn run(g: &Global, file: Option<&Path>) -> Result<()> {
     let machines: usize = orb
         .providers
         .values()
-        .map(|n| match &n.spec {
-            orb_model::ProviderSpec::Static(s) => s.pools.values().map(Vec::len).sum::<usize>(),
-            orb_model::ProviderSpec::Local(l) => {
-                l.pools.values().map(|p| p.nodes.value as usize).sum()
-            }
-        })
+        .flat_map(|n| n.spec.model().pools().into_iter().map(|(_, size)| size))
         .sum();
     println!(
         "{name}: valid ({} providers, {} clusters, {machines} machines){}",

@@ -8,12 +8,12 @@ use super::{
 };
 use crate::machine::MachineKey;
 use crate::observed::Reach;
-use crate::plan::machine_ready;
+use crate::recorded::machine_ready;
 use anyhow::{Context as _, Result, anyhow};
 use orb_etcd::plan::{Candidate, PlanInput, plan};
-use orb_etcd::record::ClusterRecord;
+use orb_etcd::record::{ClusterRecord, RECORD_KIND, RECORD_VERSIONS};
 use orb_etcd::steps::EtcdStep;
-use orb_etcd::tls::{ClusterSecrets, ensure_secrets};
+use orb_etcd::tls::{ClusterSecrets, ensure_secrets, lacking};
 use orb_model::Id;
 use orb_model::kinds::etcd_cluster::EtcdCluster;
 use std::collections::BTreeMap;
@@ -30,10 +30,29 @@ pub struct Etcd {
     record: ClusterRecord,
     secrets: Option<ClusterSecrets>,
     steps: Vec<EtcdStep>,
+    /// Members (name, address) the last plan found without certificates.
+    uncertified: Vec<(String, std::net::IpAddr)>,
+}
+
+/// The packages of a member.
+const PACKAGES: [&str; 2] = ["etcd-server", "etcd-client"];
+
+/// Which Debian version of etcd-server a spec's version means here.
+enum Package {
+    Resolved(String),
+    /// The provider's repository does not have it yet: it offers the packages first.
+    Offer,
 }
 
 fn bundle_path(id: &Id) -> String {
     format!("orbiter.{id}.tls")
+}
+
+/// Reads a cluster's record file. One without kind and version was written before records
+/// carried them, and reads the same.
+pub fn read_record(text: &str, path: &str) -> Result<ClusterRecord> {
+    crate::state::file_version(text, path, RECORD_KIND, RECORD_VERSIONS)?;
+    crate::state::parse_yaml(text, path)
 }
 
 impl Etcd {
@@ -44,7 +63,7 @@ impl Etcd {
         secret: SecretReader<'_>,
     ) -> Result<Etcd> {
         let record = match record {
-            Some(t) => crate::state::parse(t, &record_path(id))?,
+            Some(t) => read_record(t, &record_path(id))?,
             None => ClusterRecord::default(),
         };
         let secrets = secret(&bundle_path(id))?
@@ -57,22 +76,28 @@ impl Etcd {
             record,
             secrets,
             steps: Vec::new(),
+            uncertified: Vec::new(),
         })
     }
 
     /// The Debian version of etcd-server for `spec.version`: given as such, or the newest
     /// offered one of that upstream version (the provider's repository, else the machines' apt).
-    fn package(&self, input: &KindInput<'_>) -> Result<String> {
+    fn package(&self, input: &KindInput<'_>) -> Result<Package> {
         let want = &self.spec.version;
         if want.contains('-') {
-            return Ok(want.clone());
+            return Ok(Package::Resolved(want.clone()));
         }
-        let provider = input
+        let catalog = input
+            .observed
             .providers
             .get(&self.spec.provider.value)
-            .ok_or_else(|| anyhow!("provider {} does not exist", self.spec.provider))?;
-        let mut offered = match provider.package_versions("etcd-server")? {
-            Some(v) => v,
+            .and_then(|p| p.packages.as_ref());
+        let mut offered: Vec<String> = match catalog {
+            Some(c) => c
+                .versions
+                .get(PACKAGES[0])
+                .map(|v| v.iter().cloned().collect())
+                .unwrap_or_default(),
             None => input
                 .outputs
                 .values()
@@ -85,11 +110,30 @@ impl Etcd {
             no_epoch.rsplit_once('-').map(|x| x.0) == Some(want.as_str())
         });
         offered.sort();
-        offered.pop().ok_or_else(|| {
-            anyhow!(
-                "etcd-server {want} is not offered by the machines' apt sources; give the full Debian version (e.g. {want}-1) or add a source that has it"
-            )
-        })
+        if let Some(v) = offered.pop() {
+            return Ok(Package::Resolved(v));
+        }
+        if catalog.is_some_and(|c| !c.asked.contains(PACKAGES[0])) {
+            return Ok(Package::Offer);
+        }
+        Err(anyhow!(
+            "etcd-server {want} is not offered by the machines' apt sources; give the full Debian version (e.g. {want}-1) or add a source that has it"
+        ))
+    }
+
+    /// Needs when nothing can be planned yet: every machine of the pool stays as it is.
+    fn hold_all(&self, input: &KindInput<'_>, why: &str) -> ClusterNeeds {
+        let mut needs = ClusterNeeds::default();
+        for m in pool_machines(
+            input.observed,
+            &self.spec.provider.value,
+            &self.spec.pool.value,
+        ) {
+            needs.frozen.insert(m.machine.key.clone(), why.to_owned());
+            needs.held.insert(m.machine.key.clone(), why.to_owned());
+        }
+        needs.waiting.push(why.to_owned());
+        needs
     }
 }
 
@@ -108,7 +152,23 @@ impl ClusterKind for Etcd {
     fn plan(&mut self, input: &KindInput<'_>) -> Result<ClusterNeeds> {
         let (provider, pool) = (&self.spec.provider.value, &self.spec.pool.value);
         let machines = pool_machines(input.observed, provider, pool);
-        let package = self.package(input)?;
+        let package = match self.package(input)? {
+            Package::Resolved(v) => v,
+            Package::Offer => {
+                let mut needs = self.hold_all(
+                    input,
+                    &format!(
+                        "etcd-server {} is offered in the repository of provider {provider} first",
+                        self.spec.version
+                    ),
+                );
+                needs.offer.insert(
+                    provider.clone(),
+                    PACKAGES.iter().map(|p| p.to_string()).collect(),
+                );
+                return Ok(needs);
+            }
+        };
         let candidates: Vec<Candidate> = machines
             .iter()
             .map(|m| Candidate {
@@ -132,10 +192,28 @@ impl ClusterKind for Etcd {
             .iter()
             .map(|c| (c.machine.clone(), c.ip))
             .collect();
-        // New certificates reach Git before any machine gets them (the engine seals and
-        // commits what `secrets()` returns when it differs from what is stored).
-        let (secrets, _) = ensure_secrets(self.id.as_str(), self.secrets.take(), &names)
-            .map_err(|e| anyhow!("certificates: {e}"))?;
+        // Certificates are generated by a step of their own, and reach Git before any
+        // machine gets them; until then the planner waits for the missing ones.
+        let missing = lacking(self.secrets.as_ref(), &names);
+        self.uncertified = names
+            .iter()
+            .filter(|(n, _)| missing.contains(n))
+            .cloned()
+            .collect();
+        let generate = (!missing.is_empty()).then(|| {
+            (
+                self.id.clone(),
+                format!("TLS certificates ({})", missing.join(", ")),
+            )
+        });
+        let Some(secrets) = &self.secrets else {
+            let mut needs = self.hold_all(
+                input,
+                &format!("etcd cluster {}: its CA is generated first", self.id),
+            );
+            needs.generate.extend(generate);
+            return Ok(needs);
+        };
         let p = plan(&PlanInput {
             cluster: self.id.as_str(),
             spec: &self.spec,
@@ -143,14 +221,14 @@ impl ClusterKind for Etcd {
             candidates: &candidates,
             observed: &views,
             record: &self.record,
-            secrets: &secrets,
+            secrets,
             now: input.now,
             grace_secs: REPLACE_AFTER_SECS,
         });
-        self.secrets = Some(secrets);
         let key = |s: &str| MachineKey::parse(s).map_err(|e| anyhow!("machine {s}: {e}"));
         let mut needs = ClusterNeeds {
             waiting: p.waiting.clone(),
+            generate: generate.into_iter().collect(),
             ..ClusterNeeds::default()
         };
         for m in &machines {
@@ -227,6 +305,15 @@ impl ClusterKind for Etcd {
         Ok(needs)
     }
 
+    fn generate_secrets(&mut self) -> Result<()> {
+        let (secrets, _) =
+            ensure_secrets(self.id.as_str(), self.secrets.clone(), &self.uncertified)
+                .map_err(|e| anyhow!("certificates of etcd cluster {}: {e}", self.id))?;
+        self.secrets = Some(secrets);
+        self.uncertified.clear();
+        Ok(())
+    }
+
     fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64) {
         let Some(step) = self.steps.get(index) else {
             return;
@@ -257,7 +344,10 @@ impl ClusterKind for Etcd {
     }
 
     fn files(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(record_path(&self.id), crate::state::render(&self.record))])
+        let mut record = self.record.clone();
+        record.kind = RECORD_KIND.to_owned();
+        record.version = RECORD_VERSIONS[RECORD_VERSIONS.len() - 1].to_owned();
+        BTreeMap::from([(record_path(&self.id), crate::state::render(&record))])
     }
 
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>> {

@@ -1,21 +1,24 @@
 //! Cluster kinds: software spanning the machines of one pool with a membership of its own
 //! (etcd now, Kubernetes later). A kind observes its members with one SSH command per machine,
-//! plans with its own rules (quorum), contributes node-agent items to its machines, runs the
+//! plans with its own rules (quorum) as a pure function, contributes node-agent items to its
+//! machines, asks for the secrets it needs and the packages its provider must offer, runs the
 //! steps items cannot express, decides which of its machines a provider may destroy, and
 //! records its state in `orbiter/clusters/<id>/current.yml`. The engine does the I/O.
+//! [`for_spec`] is the registry: the only place that knows every kind.
 
 pub mod etcd;
 pub mod etcd_drill;
 
-use crate::machine::MachineKey;
+pub use crate::action::FileCopy;
+
+use crate::machine::{MachineKey, pool_index};
 use crate::observed::Observed;
-use crate::plan::Recorded;
-use crate::provider::Provider;
+use crate::recorded::Recorded;
 use anyhow::Result;
+use node_protocol::Item;
 use orb_model::Id;
 use orb_model::registry::ClusterSpec;
-use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
 /// One step a kind wants run, as root over SSH on `machine`.
@@ -30,15 +33,6 @@ pub struct KindStep {
     pub copy: Option<FileCopy>,
 }
 
-/// A file moved from one machine to another over SSH, then `after` run on the destination
-/// (retention) and the source copy removed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FileCopy {
-    pub path: String,
-    pub to: MachineKey,
-    pub after: String,
-}
-
 /// What the kinds ask of the rest of the Orb this round (merged over all clusters).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterNeeds {
@@ -46,13 +40,17 @@ pub struct ClusterNeeds {
     pub steps: Vec<(Id, KindStep)>,
     pub waiting: Vec<String>,
     /// Items appended to a machine's node-desired items.
-    pub items: BTreeMap<MachineKey, Vec<Value>>,
+    pub items: BTreeMap<MachineKey, Vec<Item>>,
     /// Machines whose node-desired state must not change this round (and why).
     pub frozen: BTreeMap<MachineKey, String>,
     /// Machines a kind still needs: not destroyed by scale-in or replacement (and why).
     pub held: BTreeMap<MachineKey, String>,
     /// Dead machines a kind gave up on: a provider that creates machines replaces them.
     pub heal: BTreeMap<MachineKey, String>,
+    /// Secrets to generate first, by cluster (what, for the plan's summary).
+    pub generate: Vec<(Id, String)>,
+    /// Packages a provider must offer in its own repository first, by provider.
+    pub offer: BTreeMap<Id, BTreeSet<String>>,
 }
 
 impl ClusterNeeds {
@@ -72,6 +70,15 @@ impl ClusterNeeds {
         self.frozen.extend(other.frozen);
         self.held.extend(other.held);
         self.heal.extend(other.heal);
+        self.generate.extend(
+            other
+                .generate
+                .into_iter()
+                .map(|(_, what)| (id.clone(), what)),
+        );
+        for (p, names) in other.offer {
+            self.offer.entry(p).or_default().extend(names);
+        }
     }
 }
 
@@ -81,7 +88,6 @@ pub struct KindInput<'a> {
     pub recorded: &'a Recorded,
     /// Output of [`ClusterKind::observe_command`] per machine that answered.
     pub outputs: &'a BTreeMap<MachineKey, String>,
-    pub providers: &'a BTreeMap<Id, Box<dyn Provider>>,
     /// Machines a person asked to replace (`replacementrequired`): their roles move elsewhere.
     pub replacing: &'a std::collections::BTreeSet<MachineKey>,
     /// Unix seconds.
@@ -93,8 +99,11 @@ pub trait ClusterKind: Send + Sync {
     fn pool(&self) -> (&Id, &Id);
     /// POSIX sh run as root on every reachable machine of the pool; always exits 0.
     fn observe_command(&self) -> String;
-    /// Plans one round; the kind keeps its next record and secrets.
+    /// Plans one round, without effects; the kind keeps its next record in memory.
     fn plan(&mut self, input: &KindInput<'_>) -> Result<ClusterNeeds>;
+    /// Generates the secrets its last plan asked for (`ClusterNeeds::generate`): randomness
+    /// and the clock belong to applying, not planning. [`ClusterKind::secrets`] returns them.
+    fn generate_secrets(&mut self) -> Result<()>;
     /// The outcome of step `index` of the last plan (stdout, or the error).
     fn note_step(&mut self, index: usize, result: Result<&str, &str>, now: u64);
     /// POSIX sh run as root on each machine of the pool at teardown: removes what the kind
@@ -102,8 +111,8 @@ pub trait ClusterKind: Send + Sync {
     fn teardown_command(&self) -> String;
     /// Files it owns in the repository, rendered.
     fn files(&self) -> BTreeMap<String, String>;
-    /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine stores those
-    /// that differ from what is sealed there, before anything uses them).
+    /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine seals and commits
+    /// those that differ from what is sealed there, before anything uses them).
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>>;
 }
 
@@ -166,7 +175,7 @@ pub fn pool_machines<'a>(
                 .collect()
         })
         .unwrap_or_default();
-    // Local machines are `<pool>-<n>`: numeric order, so `-10` comes after `-9`.
-    ms.sort_by_key(|m| crate::plan::local_index(pool, &m.machine.key.machine).unwrap_or(u32::MAX));
+    // Machines named `<pool>-<n>` in numeric order (`-10` after `-9`); listed ones keep theirs.
+    ms.sort_by_key(|m| pool_index(pool, &m.machine.key.machine).unwrap_or(u32::MAX));
     ms
 }

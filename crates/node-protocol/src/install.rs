@@ -1,11 +1,9 @@
 //! How the agent gets onto a machine: the systemd unit, and idempotent install/upgrade and
 //! uninstall scripts that Orbiter runs over SSH with sudo (`sudo sh -s -- UPLOAD < script`).
 
-/// Where Orbiter uploads the new binary before running [`install_script`] (overridable by
-/// the script's first argument).
-pub const UPLOAD_PATH: &str = "/var/tmp/node-agent.upload";
-pub const BINARY_PATH: &str = "/usr/local/bin/node-agent";
-pub const UNIT_PATH: &str = "/etc/systemd/system/node-agent.service";
+use crate::paths::{
+    BINARY as BINARY_PATH, MODULES_CONF, SSHD_DROPIN, SYSCTL_CONF, UNIT_PATH, UPLOAD as UPLOAD_PATH,
+};
 
 /// The systemd unit. Type=notify: "started" means the first pass is done. The watchdog is
 /// fed even during long package installs. KillMode=mixed + a long stop timeout let a
@@ -132,9 +130,9 @@ rm -rf /etc/node-agent /var/lib/node-agent
 rm -f {BINARY_PATH} {UPLOAD_PATH}
 echo "node-agent-uninstall: done"
 "#,
-        sysctl = crate::model::SYSCTL_CONF,
-        modules = crate::model::MODULES_CONF,
-        sshd = crate::model::SSHD_DROPIN,
+        sysctl = SYSCTL_CONF,
+        modules = MODULES_CONF,
+        sshd = SSHD_DROPIN,
     )
 }
 
@@ -151,12 +149,15 @@ mod tests {
         );
         assert!(s.contains(UNIT));
         for script in [s, uninstall_script()] {
-            let out = crate::exec::run(
-                &crate::exec::Cmd::new("sh").args(["-n", "-c", &script]),
-                &|| {},
-            )
-            .unwrap();
-            assert!(out.success(), "{}", out.stderr);
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 

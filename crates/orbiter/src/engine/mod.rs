@@ -1,0 +1,197 @@
+//! One reconcile iteration: fetch → read desired and recorded state (`load`) → observe → the
+//! kinds' plans and the plan (pure) → apply (`apply`, `on_machine`) → commit Orbiter's files
+//! when they changed (`commit`), repeated in rounds while steps were applied. Everything
+//! Orbiter needs survives in Git and on the machines, so a killed Orbiter resumes.
+
+mod apply;
+mod commit;
+pub mod keys;
+mod load;
+mod on_machine;
+
+pub use commit::{render_state, update};
+pub use load::Loaded;
+pub use on_machine::{key_blob, session};
+
+use crate::agent_binary::AgentBinary;
+use crate::clusters::{ClusterNeeds, KindInput, plan_one, pool_machines};
+use crate::machine::MachineKey;
+use crate::metrics::Metrics;
+use crate::observe::{as_root, observe, parallel};
+use crate::observed::Observed;
+use crate::plan::{Plan, PlanInput, machine_ready, plan};
+use crate::ssh::SshPool;
+use anyhow::Result;
+use keys::Keys;
+use node_protocol::timefmt::{format_rfc3339, now_secs};
+use orb_model::registry::MachineFlag;
+use orb_repo::{OrbRepo, Snapshot};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Rounds of observe → plan → apply per iteration, so takeoff converges without waiting for
+/// the next fetch.
+pub const MAX_ROUNDS: usize = 6;
+
+pub struct Engine {
+    pub repo: OrbRepo,
+    keys: Keys,
+    pub ssh: SshPool,
+    pub agent: AgentBinary,
+    desired: load::DesiredState,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Default)]
+pub struct IterationReport {
+    pub applied: Vec<String>,
+    pub failed: Vec<String>,
+    pub committed: bool,
+    pub converged: bool,
+    pub plan: Plan,
+}
+
+impl Engine {
+    pub fn new(repo: OrbRepo, keys: Keys, agent: AgentBinary) -> Result<Engine> {
+        Ok(Engine {
+            repo,
+            keys,
+            ssh: SshPool::new()?,
+            agent,
+            desired: load::DesiredState::default(),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    /// Which machines exist and how each answers; which packages each provider offers.
+    pub fn observe(&self, l: &Loaded) -> Observed {
+        observe(&l.providers, &l.recorded.pinned, &l.creds, &self.ssh)
+    }
+
+    /// Asks every cluster kind's members (one SSH command per machine of its pool) and lets
+    /// the kinds plan; they keep their next records in `l`.
+    pub fn cluster_needs(&self, l: &mut Loaded, observed: &Observed) -> ClusterNeeds {
+        let now = now_secs().max(0) as u64;
+        let mut outputs = Vec::new();
+        for (_, kind) in &l.clusters {
+            let (provider, pool) = kind.pool();
+            let machines: Vec<_> = pool_machines(observed, provider, pool)
+                .into_iter()
+                .filter(|m| m.reach.logged_in())
+                .collect();
+            let command = kind.observe_command();
+            let answers = parallel(&machines, |m| {
+                let (t, pinned, login) = session(l, m)?;
+                let out = self
+                    .ssh
+                    .exec(&t, pinned, login, &as_root(&t.user, &command), None)
+                    .ok()?;
+                Some((
+                    m.machine.key.clone(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                ))
+            });
+            outputs.push(answers.into_iter().flatten().collect::<BTreeMap<_, _>>());
+        }
+        let replacing: BTreeSet<MachineKey> = l
+            .orb
+            .providers
+            .iter()
+            .flat_map(|(pid, node)| {
+                node.spec
+                    .flags(MachineFlag::Replace)
+                    .iter()
+                    .map(move |id| MachineKey::new(pid, &id.value))
+            })
+            .collect();
+        let mut kinds = std::mem::take(&mut l.clusters);
+        let mut needs = ClusterNeeds::default();
+        for ((id, kind), outputs) in kinds.iter_mut().zip(&outputs) {
+            let input = KindInput {
+                observed,
+                recorded: &l.recorded,
+                outputs,
+                replacing: &replacing,
+                now,
+            };
+            needs.merge(id, plan_one(id, kind.as_mut(), &input));
+        }
+        l.clusters = kinds;
+        needs
+    }
+
+    pub fn plan(&self, l: &Loaded, observed: &Observed, clusters: &ClusterNeeds) -> Plan {
+        let now = format_rfc3339(now_secs());
+        let key = l.key.clone();
+        let digest = move |b: &[u8]| key.digest(b);
+        plan(&PlanInput {
+            orb: &l.orb,
+            providers: &l.providers,
+            recorded: &l.recorded,
+            observed,
+            agent: &self.agent.release,
+            now: &now,
+            clusters,
+            secrets: &l.software_secrets,
+            digest: &digest,
+        })
+    }
+
+    /// One observe → cluster plans → plan pass. Changes nothing anywhere.
+    pub fn observe_and_plan(&mut self, l: &mut Loaded) -> (Observed, Plan) {
+        let observed = self.observe(l);
+        let needs = self.cluster_needs(l, &observed);
+        let p = self.plan(l, &observed, &needs);
+        (observed, p)
+    }
+
+    /// Observe → plan → apply rounds, then one commit of what changed.
+    pub fn iterate(&mut self, apply: bool) -> Result<IterationReport> {
+        let started = std::time::Instant::now();
+        let mut l = self.load()?;
+        let mut report = IterationReport::default();
+        if l.destroyed {
+            // Torn down: nothing is created again until the next takeoff.
+            report.converged = true;
+            return Ok(report);
+        }
+        let (mut observed, mut p) = self.observe_and_plan(&mut l);
+        if apply {
+            for _ in 0..MAX_ROUNDS {
+                if p.is_empty() {
+                    break;
+                }
+                let (ok, failed) = self.apply(&mut l, &observed, &p);
+                report.applied.extend(ok);
+                report.failed.extend(failed.iter().cloned());
+                // Keys, pins and records must be in Git before anything depends on them.
+                if p.steps.iter().any(|s| s.action.commits_at_once()) {
+                    report.committed |= self.commit(&l, &observed, &p)?;
+                }
+                let (o, next) = self.observe_and_plan(&mut l);
+                observed = o;
+                let stuck = !failed.is_empty() && next.steps == p.steps;
+                p = next;
+                if stuck {
+                    break;
+                }
+            }
+        }
+        report.committed |= self.commit(&l, &observed, &p)?;
+        report.converged = p.is_empty()
+            && p.waiting.is_empty()
+            && p.blocked.is_empty()
+            && l.desired_error.is_none()
+            && observed.machines().all(|m| machine_ready(m, &l.recorded));
+        report.plan = p;
+        self.metrics
+            .record_iteration(started.elapsed(), &report, &observed, &l.recorded);
+        Ok(report)
+    }
+}
+
+pub(crate) fn read(snap: &Snapshot<'_>, path: &str) -> Result<Option<String>> {
+    Ok(snap
+        .read(path)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}

@@ -1,0 +1,222 @@
+//! The steps every machine gets whatever its provider: first contact (pin its host key),
+//! the maintenance key, the agent, at most one reboot per pool, and its node-desired document.
+
+use super::{PlanInput, machine_ready};
+use crate::action::{Action, Plan};
+use crate::node_desired::{items_for, next_doc};
+use crate::observe::sha256_hex;
+use crate::observed::{MachineObserved, Reach};
+use node_protocol::timefmt::{format_rfc3339, parse_rfc3339};
+use orb_model::Id;
+use std::collections::BTreeSet;
+
+pub(super) fn plan_machines(
+    input: &PlanInput<'_>,
+    machines: &[&MachineObserved],
+    reboot: &[&Id],
+    plan: &mut Plan,
+) {
+    let recorded = input.recorded;
+    let mut rebooting_pools = BTreeSet::new();
+    for m in machines {
+        let key = &m.machine.key;
+        // A machine on its way out gets nothing else: a pin or key installed after its
+        // destruction would outlive it and block the next machine of that name.
+        if plan.destroys(key) {
+            continue;
+        }
+        match &m.reach {
+            Reach::NotPinned(k) => {
+                plan.step(Action::PinHostKey { machine: key.clone(), fingerprint: k.fingerprint(), key: k.clone() }, "first contact: its host key is recorded in the repository and required from now on");
+                continue;
+            }
+            Reach::HostKeyChanged { expected, found } => {
+                plan.blocked.push((key.clone(), format!("host key changed: pinned {expected}, offered {found}; if the machine was reinstalled, remove its entry from orbiter/hostkeys.yml")));
+                continue;
+            }
+            Reach::Unreachable(e) | Reach::AuthFailed(e) => {
+                plan.blocked.push((key.clone(), e.clone()));
+                continue;
+            }
+            Reach::Bootstrap => {
+                plan.step(
+                    Action::InstallMaintenanceKey {
+                        machine: key.clone(),
+                    },
+                    "only the bootstrap key logs in",
+                );
+            }
+            Reach::Maintenance => {}
+        }
+        agent_step(input, m, plan);
+        let previous = recorded.node_desired.get(key);
+        let reboot_at = reboot_request(input, m, machines, reboot, &mut rebooting_pools, plan);
+        if let Some(why) = input.clusters.frozen.get(key) {
+            plan.waiting
+                .push(format!("node-desired state of {key} kept as it is: {why}"));
+            continue;
+        }
+        let mut items = match items_for(input.orb, &m.machine, reboot_at.as_deref(), input.secrets)
+        {
+            Ok(items) => items,
+            Err(why) => {
+                plan.waiting
+                    .push(format!("node-desired state of {key} kept as it is: {why}"));
+                continue;
+            }
+        };
+        items.extend(input.clusters.items.get(key).into_iter().flatten().cloned());
+        let (doc, record) = next_doc(previous, items, input.digest);
+        let rendered = doc.render_for_machine();
+        let on_machine = m.desired_sha256.as_deref();
+        let same_on_machine = on_machine == Some(sha256_hex(rendered.as_bytes()).as_str());
+        if previous != Some(&record) || !same_on_machine {
+            let why = match (previous, on_machine) {
+                (Some(p), _) if p.generation != record.generation => {
+                    "orbiter.yml asks for other node software".to_owned()
+                }
+                (_, None) => "the machine has no node-desired state yet".to_owned(),
+                (None, _) => "Orbiter has no record of its node-desired state".to_owned(),
+                _ if !same_on_machine => {
+                    "the machine's node-desired file differs from the recorded one".to_owned()
+                }
+                _ => "its record is re-written (secrets are recorded as digests)".to_owned(),
+            };
+            plan.step(
+                Action::WriteNodeDesired {
+                    machine: key.clone(),
+                    generation: doc.generation,
+                    doc,
+                    record,
+                },
+                why,
+            );
+        }
+    }
+}
+
+/// The agent runs, in this Orbiter's version and build.
+fn agent_step(input: &PlanInput<'_>, m: &MachineObserved, plan: &mut Plan) {
+    let agent_ok = m.agent.as_ref().is_some_and(|a| {
+        a.version == input.agent.version && a.sha256 == input.agent.sha256 && a.active
+    });
+    if agent_ok {
+        return;
+    }
+    let why = match &m.agent {
+        None => "no node-agent installed".to_owned(),
+        Some(a) if a.sha256 != input.agent.sha256 => format!(
+            "node-agent {} differs from {}",
+            if a.version.is_empty() {
+                "?"
+            } else {
+                &a.version
+            },
+            input.agent.version
+        ),
+        Some(_) => "node-agent is not running".to_owned(),
+    };
+    plan.step(
+        Action::InstallAgent {
+            machine: m.machine.key.clone(),
+            version: input.agent.version.clone(),
+        },
+        why,
+    );
+}
+
+/// The reboot request the machine's document carries: kept while it is pending, made when the
+/// machine is flagged and its pool allows it (one at a time, none while another is down),
+/// cleared once the machine booted after it.
+fn reboot_request(
+    input: &PlanInput<'_>,
+    m: &MachineObserved,
+    machines: &[&MachineObserved],
+    reboot: &[&Id],
+    rebooting_pools: &mut BTreeSet<Id>,
+    plan: &mut Plan,
+) -> Option<String> {
+    let recorded = input.recorded;
+    let key = &m.machine.key;
+    let mut reboot_at = recorded
+        .node_desired
+        .get(key)
+        .and_then(|d| d.reboot_requested_at())
+        .map(str::to_owned);
+    if !reboot.contains(&&key.machine) {
+        return None;
+    }
+    let mut requested_now = false;
+    if reboot_at.is_none() {
+        let others: Vec<_> = machines
+            .iter()
+            .filter(|o| o.machine.pool == m.machine.pool && o.machine.key != *key)
+            .collect();
+        let busy = rebooting_pools.contains(&m.machine.pool)
+            || others.iter().any(|o| {
+                recorded
+                    .node_desired
+                    .get(&o.machine.key)
+                    .and_then(|d| d.reboot_requested_at())
+                    .is_some()
+            });
+        let down = others
+            .iter()
+            .find(|o| !(o.reach.logged_in() && machine_ready(o, recorded)));
+        if busy {
+            plan.waiting.push(format!(
+                "reboot of {key}: another machine of pool {} reboots first",
+                m.machine.pool
+            ));
+        } else if let Some(o) = down {
+            plan.waiting.push(format!(
+                "reboot of {key}: waits until {} of the same pool is ready again",
+                o.machine.key
+            ));
+        } else {
+            reboot_at = Some(reboot_request_time(input.now, m));
+            requested_now = true;
+        }
+    }
+    if let Some(at) = &reboot_at {
+        rebooting_pools.insert(m.machine.pool.clone());
+        if !requested_now && rebooted_since(m, at) {
+            plan.step(
+                Action::ClearReboot {
+                    machine: key.clone(),
+                },
+                format!("rebooted after {at}"),
+            );
+            return None;
+        }
+        plan.waiting.push(format!(
+            "reboot of {key} requested at {at}: waiting for it to come back"
+        ));
+    }
+    reboot_at
+}
+
+/// One second after `now`: boot times have one-second resolution and the agent counts a boot
+/// in the request's second as done, so a request for the current second could be taken as
+/// fulfilled by a boot just before it. A request in the future makes the agent wait for it.
+/// The machine's own boot time counts too: with its clock ahead of Orbiter's, a request for
+/// Orbiter's "now" would look fulfilled on the machine already.
+fn reboot_request_time(now: &str, m: &MachineObserved) -> String {
+    let booted = booted_at(m);
+    match parse_rfc3339(now) {
+        Ok(t) => format_rfc3339(t.max(booted.unwrap_or(t)) + 1),
+        Err(_) => now.to_owned(),
+    }
+}
+
+fn booted_at(m: &MachineObserved) -> Option<i64> {
+    m.current
+        .as_ref()
+        .and_then(|c| c.booted_at.as_deref())
+        .and_then(|b| parse_rfc3339(b).ok())
+}
+
+/// The agent's own rule: a boot at or after the request fulfils it.
+fn rebooted_since(m: &MachineObserved, at: &str) -> bool {
+    matches!((booted_at(m), parse_rfc3339(at)), (Some(b), Ok(a)) if b >= a)
+}

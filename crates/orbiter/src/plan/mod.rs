@@ -1,0 +1,201 @@
+//! The plan: a pure function of the desired state (orbiter.yml), what Orbiter recorded before
+//! (its own repository files), what it observed, and what providers and cluster kinds plan for
+//! their own machines. It returns ordered steps, each with its reason and whether it destroys
+//! something, plus what it waits for. `orbctl plan` prints it; the engine applies it. No I/O
+//! here (no clock, no randomness, no host): fast, and testable with simulated providers.
+
+mod machine_steps;
+
+pub use crate::action::{Action, Plan, Step};
+pub use crate::providers::listed_machines;
+pub use crate::recorded::{Recorded, machine_ready};
+
+use crate::clusters::ClusterNeeds;
+use crate::machine::MachineKey;
+use crate::node_desired::{Digest, SoftwareSecrets};
+use crate::observed::{MachineObserved, Observed};
+use crate::providers::{MachinesInput, Provider};
+use node_protocol::Item;
+use orb_model::registry::MachineFlag;
+use orb_model::{Id, Orb};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The agent binary this Orbiter installs.
+#[derive(Clone, Debug)]
+pub struct AgentRelease {
+    pub version: String,
+    pub sha256: String,
+}
+
+pub struct PlanInput<'a> {
+    pub orb: &'a Orb,
+    /// The provider of every `orbiter.yml` provider, built from its subtree.
+    pub providers: &'a BTreeMap<Id, Box<dyn Provider>>,
+    pub recorded: &'a Recorded,
+    pub observed: &'a Observed,
+    pub agent: &'a AgentRelease,
+    /// RFC 3339, used for new reboot requests.
+    pub now: &'a str,
+    /// What the cluster kinds ask for this round.
+    pub clusters: &'a ClusterNeeds,
+    /// NodeSoftware secrets, opened.
+    pub secrets: &'a SoftwareSecrets,
+    /// The keyed digest records hold instead of secret values.
+    pub digest: &'a Digest,
+}
+
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let PlanInput {
+        orb,
+        recorded,
+        observed,
+        clusters,
+        ..
+    } = input;
+    for (cluster, what) in &clusters.generate {
+        plan.step(
+            Action::GenerateClusterSecrets {
+                cluster: cluster.clone(),
+                what: what.clone(),
+            },
+            format!("cluster {cluster} needs them before any machine uses them"),
+        );
+    }
+    for (pid, node) in &orb.providers {
+        let provider_obs = observed.providers.get(pid);
+        if let Some(err) = provider_obs.and_then(|p| p.error.as_ref()) {
+            plan.waiting.push(format!("provider {pid}: {err}"));
+            continue;
+        }
+        let Some(provider) = input.providers.get(pid) else {
+            plan.waiting
+                .push(format!("provider {pid}: not built from orbiter.yml"));
+            continue;
+        };
+        if !recorded.maintenance_keys.contains(pid) {
+            plan.step(
+                Action::GenerateMaintenanceKey {
+                    provider: pid.clone(),
+                },
+                "machines are maintained with a key of this Orb's own, not the person's",
+            );
+        }
+        let machines: Vec<&MachineObserved> = provider_obs
+            .map(|p| p.machines.iter().collect())
+            .unwrap_or_default();
+        let ids = |f| node.spec.flags(f).iter().map(|l| &l.value).collect();
+        let (reboot, replace): (Vec<&Id>, Vec<&Id>) =
+            (ids(MachineFlag::Reboot), ids(MachineFlag::Replace));
+
+        // The provider's own machines: scaling, replacement, healing.
+        let own = provider.plan_machines(&MachinesInput {
+            provider: pid,
+            machines: &machines,
+            recorded,
+            replace: &replace,
+            held: &clusters.held,
+            heal: &clusters.heal,
+        });
+        plan.steps.extend(own.steps);
+        plan.waiting.extend(own.waiting);
+
+        // Flags naming machines that are gone are stale: clear them.
+        let exists = |id: &Id| machines.iter().any(|m| m.machine.key.machine == *id);
+        for id in replace.iter().filter(|id| !exists(id)) {
+            plan.step(
+                Action::ClearReplacement {
+                    machine: MachineKey::new(pid, id),
+                },
+                "the machine no longer exists",
+            );
+        }
+        for id in reboot.iter().filter(|id| !exists(id)) {
+            plan.step(
+                Action::ClearReboot {
+                    machine: MachineKey::new(pid, id),
+                },
+                "the machine no longer exists",
+            );
+        }
+
+        let before = plan.steps.len();
+        machine_steps::plan_machines(input, &machines, &reboot, &mut plan);
+        offer_packages(pid, provider_obs, &mut plan, before, clusters);
+    }
+    for (cluster, (index, s)) in
+        clusters
+            .steps
+            .iter()
+            .scan(BTreeMap::<&Id, usize>::new(), |n, (c, s)| {
+                let i = n.entry(c).or_default();
+                *i += 1;
+                Some((c, (*i - 1, s)))
+            })
+    {
+        plan.steps.push(Step {
+            action: Action::ClusterStep {
+                cluster: cluster.clone(),
+                machine: s.machine.clone(),
+                index,
+                summary: s.summary.clone(),
+                command: s.command.clone(),
+                copy: s.copy.clone(),
+            },
+            reason: s.reason.clone(),
+            destructive: s.destructive,
+        });
+    }
+    plan.waiting.extend(clusters.waiting.iter().cloned());
+    // Machines that exist while their provider is gone from orbiter.yml are left alone: removing
+    // a provider must not destroy machines as a side effect of an edit. Say so.
+    for (pid, p) in &observed.providers {
+        if !orb.providers.contains_key(pid) && !p.machines.is_empty() {
+            plan.waiting.push(format!("provider {pid} is not in orbiter.yml any more; its {} machines are left as they are (teardown removes them)", p.machines.len()));
+        }
+    }
+    plan
+}
+
+/// A provider with a repository of its own offers the packages the documents written from
+/// step `from` on (and its clusters) need and it lacks, before they are written.
+fn offer_packages(
+    pid: &Id,
+    observed: Option<&crate::observed::ProviderObserved>,
+    plan: &mut Plan,
+    from: usize,
+    clusters: &ClusterNeeds,
+) {
+    let Some(catalog) = observed.and_then(|p| p.packages.as_ref()) else {
+        return;
+    };
+    let mut names: BTreeSet<String> = clusters.offer.get(pid).cloned().unwrap_or_default();
+    for s in &plan.steps[from..] {
+        if let Action::WriteNodeDesired { doc, .. } = &s.action {
+            for item in &doc.items {
+                if let Item::Package(p) = item
+                    && !catalog.has(&p.name, &p.version)
+                {
+                    names.insert(p.name.clone());
+                }
+            }
+        }
+    }
+    names.retain(|n| !catalog.asked.contains(n));
+    if names.is_empty() {
+        return;
+    }
+    let packages: Vec<String> = names.into_iter().collect();
+    let step = crate::action::Step {
+        reason: format!(
+            "the machines of {pid} install packages only from its repository, which lacks {}",
+            packages.join(", ")
+        ),
+        action: Action::OfferPackages {
+            provider: pid.clone(),
+            packages,
+        },
+        destructive: false,
+    };
+    plan.steps.insert(from, step);
+}
