@@ -86,9 +86,24 @@ pub struct ConfigureArgs {
     /// Private SSH deploy key with write access (only for ssh URLs)
     #[arg(long, value_name = "FILE")]
     pub repokey_file: Option<PathBuf>,
-    /// Masterkey to use; on an existing Orb a new one re-encrypts every secret [default: keep or generate]
+    #[command(flatten)]
+    pub masterkey: MasterkeySource,
+}
+
+/// At most one source of the masterkey [default: keep the configured one, or generate one].
+/// On an existing Orb a new one re-encrypts every secret in one commit.
+#[derive(Args, Debug, Clone, Default)]
+#[group(required = false, multiple = false)]
+pub struct MasterkeySource {
+    /// The masterkey itself (visible in the process list and shell history; prefer the others)
     #[arg(long)]
     pub masterkey: Option<String>,
+    /// Read the masterkey from this file (a trailing newline is ignored)
+    #[arg(long, value_name = "FILE")]
+    pub masterkey_file: Option<PathBuf>,
+    /// Read the masterkey from standard input (a trailing newline is ignored)
+    #[arg(long)]
+    pub masterkey_stdin: bool,
 }
 
 /// Exactly one source of a value.

@@ -371,6 +371,42 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
         local_ids()
     );
     assert!(http_get_fails(&listen), "the killed daemon still answers");
+
+    // A plan that needs a package the Local repository lacks shows the offering step and
+    // changes nothing anywhere: the host's Local apt repository and the Orb repository stay
+    // byte-identical.
+    let jq = candidate_version("jq");
+    let orb_now = read_from(&repo.path, "orbiter.yml");
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &format!(
+            "{orb_now}  tools:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [loc.extra]\n      items:\n        - package: {{name: jq, version: {jq}}}\n"
+        ),
+        "jq on the Local pool",
+    );
+    let apt_repo = local.state_dir().join("apt-repo");
+    let before = (tree_digest(&apt_repo), tree_digest(&repo.path));
+    let plan = p
+        .cmd(&["plan"])
+        .env("ORBITER_NODE_AGENT", bins.node_agent())
+        .output()
+        .unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        plan_text.contains("offer jq in the package repository of provider loc"),
+        "{plan_text}"
+    );
+    assert_eq!(
+        (tree_digest(&apt_repo), tree_digest(&repo.path)),
+        before,
+        "orbctl plan changed the Local apt repository or the Orb repository"
+    );
     let out = takeoff(&p, &bins, "600", &listen);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -406,6 +442,7 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
         sh(&successor, "cat /etc/orbiter-demo.conf"),
         "managed by Orbiter"
     );
+    assert_eq!(sh(&successor, "dpkg-query -W -f '${Version}' jq"), jq);
     assert_eq!(
         sh(&successor, "systemctl is-active orbiter-demo.service"),
         "active"
@@ -519,4 +556,38 @@ fn http_get_fails(addr: &str) -> bool {
 #[allow(dead_code)]
 fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+}
+
+/// The version of `name` apt would install on this host (the Local repository fetches it).
+fn candidate_version(name: &str) -> String {
+    let policy = run(Command::new("apt-cache").args(["policy", name]));
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .unwrap_or_else(|| panic!("no candidate of {name}:\n{policy}"))
+        .to_owned()
+}
+
+/// Every file below `dir` with its content, hashed: equal digests mean byte-identical trees.
+fn tree_digest(dir: &Path) -> String {
+    use sha2::Digest as _;
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(f.strip_prefix(dir).unwrap().to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -212,6 +212,124 @@ fn masterkey_rotation_reencrypts_every_secret_in_one_commit() {
     );
 }
 
+/// The example Orb plus NodeSoftware whose file takes its content from a secret.
+const SOFTWARE: &str = "software:
+  app:
+    kind: NodeSoftware
+    version: v1
+    spec:
+      pools: [lab.workers]
+      items:
+        - file: {path: /etc/app/token, secret: apitoken, mode: \"0600\"}
+";
+
+#[test]
+fn software_secrets_are_written_by_name_and_never_stored_in_plaintext() {
+    let (p, repo) = orb_with_example();
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &format!("{EXAMPLE}{SOFTWARE}"),
+        "App token",
+    );
+    let list = p.ok(&["secrets", "list"]);
+    assert!(list.contains("app.apitoken"), "{list}");
+    p.with_stdin(&["writesecret", "app.apitoken", "--stdin"], b"tok-3141\n");
+    assert_eq!(p.run(&["readsecret", "app.apitoken"]).stdout, b"tok-3141\n");
+    let text = read_from(&repo.path, "orbiter.yml");
+    assert!(!text.contains("tok-3141"), "plaintext in git:\n{text}");
+    assert!(
+        text.contains("secret: apitoken") && text.contains("path: app.apitoken"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rotation_covers_generated_and_software_secrets_and_refuses_what_does_not_open() {
+    let (p, repo) = orb_with_example();
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &format!("{EXAMPLE}{SOFTWARE}"),
+        "App token",
+    );
+    p.ok(&["writesecret", "app.apitoken", "--value", "tok-1"]);
+    p.ok(&["writesecret", "lab.bootstrapkeypublic", "--value", "mine"]);
+    let key = orb_key(&p, &repo);
+    let mut generated = GeneratedSecrets::new();
+    for (path, value) in [
+        ("kv.ca", "the CA certificate"),
+        ("orbiter.lab.maintenancekeyprivate", "maintenance key"),
+    ] {
+        generated
+            .secrets
+            .insert(path.to_owned(), key.seal(path, value.as_bytes()));
+    }
+    commit_file(&repo.path, state::SECRETS, &state::render(&generated));
+    let url = format!("file://{}", repo.path.display());
+    let newkey = p.home.path().join("new-masterkey");
+    std::fs::write(&newkey, "a new masterkey from a file, long enough\n").unwrap();
+
+    // A damaged generated secret: refused, nothing pushed, the config keeps the old key.
+    let good = state::render(&generated);
+    let damaged = flip_value_char(&good, "path: kv.ca");
+    commit_file(&repo.path, state::SECRETS, &damaged);
+    let before = (commit_count(&repo), std::fs::read(&p.config).unwrap());
+    let e = p.fails(&[
+        "configure",
+        "--repourl",
+        &url,
+        "--masterkey-file",
+        newkey.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("kv.ca") && e.contains("nothing was rotated"),
+        "{e}"
+    );
+    assert_eq!(
+        (commit_count(&repo), std::fs::read(&p.config).unwrap()),
+        before
+    );
+    let staged = OrbConfig::staged_masterkey_path(&p.config);
+    assert!(!staged.exists(), "a refused rotation left its staged key");
+    assert_eq!(p.ok(&["readsecret", "app.apitoken"]), "tok-1");
+
+    // Repaired: one commit re-seals all three files; every secret reads with the new key.
+    commit_file(&repo.path, state::SECRETS, &good);
+    let before = commit_count(&repo);
+    p.ok(&[
+        "configure",
+        "--repourl",
+        &url,
+        "--masterkey-file",
+        newkey.to_str().unwrap(),
+    ]);
+    assert_eq!(commit_count(&repo), before + 1);
+    let changed = repo.git(&["show", "--name-only", "--format=", "main"]);
+    assert_eq!(
+        changed.lines().collect::<Vec<_>>(),
+        ["keyring.yml", "orbiter.yml", state::SECRETS]
+    );
+    assert!(
+        std::fs::read_to_string(&p.config)
+            .unwrap()
+            .contains("a new masterkey from a file"),
+        "the config has the new masterkey"
+    );
+    assert!(!staged.exists(), "the staged key is gone once the config has it");
+    assert_eq!(p.ok(&["readsecret", "app.apitoken"]), "tok-1");
+    assert_eq!(p.ok(&["readsecret", "lab.bootstrapkeypublic"]), "mine");
+    assert_eq!(p.ok(&["readsecret", "kv.ca"]), "the CA certificate");
+    let key = orb_key(&p, &repo);
+    let rotated: GeneratedSecrets =
+        state::parse(&read_from(&repo.path, state::SECRETS), state::SECRETS).unwrap();
+    let path = "orbiter.lab.maintenancekeyprivate";
+    assert_eq!(
+        &key.open(path, &rotated.secrets[path]).unwrap()[..],
+        b"maintenance key"
+    );
+}
+
 #[test]
 fn concurrent_writers_keep_every_value_with_linear_history() {
     let (p, repo) = orb_with_example();

@@ -13,6 +13,18 @@ pub struct AgentBinary {
 }
 
 impl AgentBinary {
+    /// For commands that only observe and log in on machines (staging a rotated masterkey):
+    /// no agent is known, and installing one with it fails.
+    pub fn none() -> AgentBinary {
+        AgentBinary {
+            path: PathBuf::new(),
+            release: AgentRelease {
+                version: String::new(),
+                sha256: String::new(),
+            },
+        }
+    }
+
     pub fn locate() -> Result<AgentBinary> {
         let path = match std::env::var_os("ORBITER_NODE_AGENT") {
             Some(p) => PathBuf::from(p),

@@ -19,6 +19,31 @@ const UNIT_PATH: &str = "/etc/systemd/system/orbiter.service";
 pub const STATE_DIR: &str = "/var/lib/orbiter";
 const BIN_DIR: &str = "/usr/local/lib/orbiter";
 
+/// The orb config of the Orbiter inside the Orb.
+pub fn config_path() -> std::path::PathBuf {
+    std::path::Path::new(STATE_DIR).join("config")
+}
+
+/// Stages `stdin` (a new masterkey) for an Orbiter on this machine, if one is installed;
+/// prints `staged` then. Run as root, before the rotation is pushed.
+pub fn stage_masterkey_script() -> String {
+    let config = config_path();
+    let staged = orb_repo::OrbConfig::staged_masterkey_path(&config);
+    format!(
+        "[ -f {c} ] || exit 0
+umask 077
+cat > {s}.tmp && mv -f {s}.tmp {s} && echo staged",
+        c = config.display(),
+        s = staged.display()
+    )
+}
+
+/// Takes a staged masterkey back (the rotation did not land).
+pub fn unstage_masterkey_script() -> String {
+    let staged = orb_repo::OrbConfig::staged_masterkey_path(&config_path());
+    format!("rm -f {}", staged.display())
+}
+
 /// What the Orbiter on the machine gets.
 pub struct HandoverSpec {
     /// The orb config (YAML with the repository key and the masterkey).
@@ -125,7 +150,7 @@ pub fn deploy(engine: &Engine, l: &Loaded, m: &MachineObserved, spec: &HandoverS
         "creating the state directory",
     )?;
     write(
-        &format!("{STATE_DIR}/config"),
+        &config_path().display().to_string(),
         0o600,
         spec.config.as_bytes(),
     )?;

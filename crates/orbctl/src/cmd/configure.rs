@@ -1,13 +1,17 @@
 //! `orbctl configure`: write the orb config, prove read and write access to the repository, and
 //! make sure the repository's keyring matches the masterkey — creating it for a new Orb, or
-//! re-encrypting every secret in one commit when the masterkey changes.
+//! rotating: every secret the Orb has sealed re-encrypted in one commit (see `rotation`).
 
-use crate::args::{ConfigureArgs, Global};
+mod rotation;
+
+use crate::args::{ConfigureArgs, Global, MasterkeySource};
 use crate::context::{open_repo, read_keyring, read_text};
 use anyhow::{Context as _, Result, anyhow, bail};
-use orb_model::{ORBITER_YML, Orb};
+use orb_model::ORBITER_YML;
 use orb_repo::{FileChange, OrbConfig};
 use orb_secrets::{Keyring, Masterkey, SecretError};
+use std::io::Read as _;
+use zeroize::Zeroizing;
 
 pub fn run(g: &Global, a: ConfigureArgs) -> Result<()> {
     let path = OrbConfig::resolve_path(g.orbconfig.as_deref());
@@ -32,8 +36,8 @@ pub fn run(g: &Global, a: ConfigureArgs) -> Result<()> {
         .filter(|p| p.url == a.repourl)
         .map(|p| Masterkey::new(p.masterkey.expose().to_owned()))
         .transpose()?;
-    let (masterkey, generated) = match (&a.masterkey, &old_masterkey) {
-        (Some(m), _) => (Masterkey::new(m.clone()).context("--masterkey")?, false),
+    let (masterkey, generated) = match (given_masterkey(&a.masterkey)?, &old_masterkey) {
+        (Some(m), _) => (m, false),
         (None, Some(old)) => (old.clone(), false),
         (None, None) => (Masterkey::generate(), true),
     };
@@ -51,38 +55,45 @@ pub fn run(g: &Global, a: ConfigureArgs) -> Result<()> {
         repo.display_url()
     );
 
-    let message = match read_keyring(&repo.snapshot())? {
+    let keyring = read_keyring(&repo.snapshot())?;
+    let rotating = keyring
+        .as_ref()
+        .is_some_and(|k| matches!(k.unlock(&masterkey), Err(SecretError::WrongMasterkey)));
+    if rotating {
+        let old = old_masterkey.as_ref().ok_or_else(|| {
+            anyhow!("the masterkey does not match this Orb's {}\n  hint: pass the Orb's masterkey, or configure from the machine that has it and rotate there", Keyring::FILE)
+        })?;
+        let outcome = rotation::rotate(g, &path, repo, old, &masterkey)?;
+        config.save(&path)?;
+        rotation::unstage_here(&path);
+        super::report(&outcome, "masterkey rotation");
+        eprintln!("orb config written to {}", path.display());
+        return Ok(());
+    }
+    let message = match keyring {
         None => "Orb keyring created\n\nby orbctl configure",
-        Some(k) if k.unlock(&masterkey).is_ok() => "Orb keyring checked\n\nby orbctl configure",
-        Some(_) => {
-            "Masterkey rotated: every secret re-encrypted\n\nby orbctl configure --masterkey"
-        }
+        Some(_) => "Orb keyring checked\n\nby orbctl configure",
     };
-    let outcome = super::update(&mut repo, message, |snap| {
-        let keyring = read_keyring(snap)?;
-        match keyring {
-            None => {
-                if read_text(snap, ORBITER_YML)?.is_some_and(|t| t.contains("encrypted: v1")) {
-                    bail!(
-                        "{ORBITER_YML} holds secrets but the repository has no {}: they cannot be decrypted by any masterkey\n  hint: restore {} from the repository history",
-                        Keyring::FILE,
-                        Keyring::FILE
-                    );
-                }
-                let (k, _) = Keyring::generate(&masterkey)?;
-                Ok(vec![FileChange::write(Keyring::FILE, k.to_yaml())])
+    let outcome = super::update(&mut repo, message, |snap| match read_keyring(snap)? {
+        None => {
+            if read_text(snap, ORBITER_YML)?.is_some_and(|t| t.contains("encrypted: v1")) {
+                bail!(
+                    "{ORBITER_YML} holds secrets but the repository has no {}: they cannot be decrypted by any masterkey\n  hint: restore {} from the repository history",
+                    Keyring::FILE,
+                    Keyring::FILE
+                );
             }
-            Some(k) => match k.unlock(&masterkey) {
-                Ok(_) => Ok(Vec::new()),
-                Err(SecretError::WrongMasterkey) => {
-                    let old = old_masterkey.as_ref().ok_or_else(|| {
-                        anyhow!("the masterkey does not match this Orb's {}\n  hint: pass the Orb's masterkey with --masterkey, or configure from the machine that has it and rotate there", Keyring::FILE)
-                    })?;
-                    rotate(snap, &k, old, &masterkey)
-                }
-                Err(e) => Err(e.into()),
-            },
+            let (k, _) = Keyring::generate(&masterkey)?;
+            Ok(vec![FileChange::write(Keyring::FILE, k.to_yaml())])
         }
+        Some(k) => match k.unlock(&masterkey) {
+            Ok(_) => Ok(Vec::new()),
+            Err(SecretError::WrongMasterkey) => bail!(
+                "{} was rotated by someone else meanwhile; run `orbctl configure` again",
+                Keyring::FILE
+            ),
+            Err(e) => Err(e.into()),
+        },
     })?;
     config.save(&path)?;
     match (&outcome, generated) {
@@ -97,30 +108,25 @@ pub fn run(g: &Global, a: ConfigureArgs) -> Result<()> {
     Ok(())
 }
 
-/// Re-encrypts every secret from the old masterkey to the new one under a fresh salt.
-fn rotate(
-    snap: &orb_repo::Snapshot<'_>,
-    keyring: &Keyring,
-    old: &Masterkey,
-    new: &Masterkey,
-) -> Result<Vec<FileChange>> {
-    let old_key = keyring
-        .unlock(old)
-        .context("neither the new nor the previous masterkey unlocks this Orb's keyring")?;
-    let (new_keyring, new_key) = Keyring::generate(new)?;
-    let mut changes = vec![FileChange::write(Keyring::FILE, new_keyring.to_yaml())];
-    if let Some(text) = read_text(snap, ORBITER_YML)? {
-        let mut orb = Orb::parse(&text, ORBITER_YML)?;
-        let mut n = 0;
-        for (path, slot) in orb.secrets_mut() {
-            if let Some(env) = slot.as_ref() {
-                let plain = old_key.open(&path, env)?;
-                *slot = Some(new_key.seal(&path, &plain));
-                n += 1;
-            }
-        }
-        eprintln!("masterkey rotation: re-encrypting {n} secrets");
-        changes.push(FileChange::write(ORBITER_YML, orb.to_yaml()));
-    }
-    Ok(changes)
+/// The masterkey from `--masterkey`, `--masterkey-file` or `--masterkey-stdin`, if given.
+fn given_masterkey(src: &MasterkeySource) -> Result<Option<Masterkey>> {
+    let text = if let Some(v) = &src.masterkey {
+        Zeroizing::new(v.clone())
+    } else if let Some(f) = &src.masterkey_file {
+        Zeroizing::new(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --masterkey-file {}", f.display()))?,
+        )
+    } else if src.masterkey_stdin {
+        let mut s = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the masterkey from standard input")?;
+        s
+    } else {
+        return Ok(None);
+    };
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(Some(Masterkey::new(trimmed.to_owned()).context("the given masterkey")?))
 }

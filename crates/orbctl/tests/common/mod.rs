@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod e2e;
+pub mod human;
+pub mod static_lab;
 
 use orb_testsupport::{BareRepo, bare_repo};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,17 @@ impl Person {
             .env_remove("ORBCONFIG")
             .stdin(Stdio::null());
         c
+    }
+
+    /// A 0600 file in the person's home, e.g. a key they were given.
+    pub fn secret_file(&self, name: &str, content: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.home.path().join("keys");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join(name);
+        std::fs::write(&f, content).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        f
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
