@@ -204,6 +204,18 @@ pub fn detect_pkg_manager(os_release: &str) -> PkgManager {
     }
 }
 
+/// A host rooted in a fresh temporary directory holding `files` (path, content, mode): for
+/// tests of items, which observe and change files under a root.
+#[cfg(test)]
+pub(crate) fn scratch_host(files: &[(&str, &[u8], u32)]) -> (tempfile::TempDir, Host) {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = Host::with_root(tmp.path(), tmp.path().join("state"));
+    for (path, content, mode) in files {
+        fsutil::write_atomic(&h.path(path), content, *mode, None).unwrap();
+    }
+    (tmp, h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,23 +241,15 @@ mod tests {
 
     #[test]
     fn resolves_paths_and_ids_under_a_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let h = Host::with_root(tmp.path(), tmp.path().join("state"));
+        let (tmp, h) = scratch_host(&[
+            (
+                "/etc/passwd",
+                b"root:x:0:0::/root:/bin/sh\netcd:x:107:112::/var/lib/etcd:/bin/false\n",
+                0o644,
+            ),
+            ("/etc/group", b"root:x:0:\netcd:x:112:\n", 0o644),
+        ]);
         assert_eq!(h.path("/etc/x"), tmp.path().join("etc/x"));
-        fsutil::write_atomic(
-            &h.path("/etc/passwd"),
-            b"root:x:0:0::/root:/bin/sh\netcd:x:107:112::/var/lib/etcd:/bin/false\n",
-            0o644,
-            None,
-        )
-        .unwrap();
-        fsutil::write_atomic(
-            &h.path("/etc/group"),
-            b"root:x:0:\netcd:x:112:\n",
-            0o644,
-            None,
-        )
-        .unwrap();
         assert_eq!(h.uid("etcd").unwrap(), 107);
         assert_eq!(h.gid("etcd").unwrap(), 112);
         assert_eq!(h.uid("1234").unwrap(), 1234);

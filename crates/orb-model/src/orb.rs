@@ -54,16 +54,15 @@ pub struct Orb {
 }
 
 impl Orb {
-    /// Parses and validates `text`; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Orb, ModelError> {
+    /// Reads `text` (kinds and versions checked, old versions migrated, fields typed) without
+    /// the checks that span subtrees; [`Orb::parse`] adds those.
+    pub(crate) fn read(text: &str, file: &str) -> Result<Orb, ModelError> {
         let header: Header =
             serde_saphyr::from_str(text).map_err(|e| ModelError::from_yaml(file, &e))?;
         let kinds = check_header(&header, file)?;
         let seed = OrbSeed { kinds: &kinds };
-        let orb = serde_saphyr::with_deserializer_from_str(text, |d| seed.deserialize(d))
-            .map_err(|e| ModelError::from_yaml(file, &e))?;
-        crate::validate::validate(&orb, file)?;
-        Ok(orb)
+        serde_saphyr::with_deserializer_from_str(text, |d| seed.deserialize(d))
+            .map_err(|e| ModelError::from_yaml(file, &e))
     }
 
     /// Renders the file in current versions, with a stable field order.

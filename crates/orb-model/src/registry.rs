@@ -179,12 +179,7 @@ fn deserialize_cluster<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Which per-machine request list of a provider: reboot once, or replace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MachineFlag {
-    Reboot,
-    Replace,
-}
+pub use crate::kinds::MachineFlag;
 
 impl ProviderSpec {
     /// The kind behind its small trait: everything generic goes through here.

@@ -1,14 +1,23 @@
-//! Checks that span more than one subtree: one namespace of ids, and references from one
-//! subtree to another (pools, machines). Each kind checks its own fields in its module
-//! (`kinds/`); per-field checks (ids, addresses, unknown fields) happen while parsing.
+//! Checks that span more than one subtree: one namespace of ids, and each kind's own checks
+//! (`kinds/`), which see the rest of the Orb through [`OrbView`]. Per-field checks (ids,
+//! addresses, unknown fields) happen while reading (`orb.rs`); [`Orb::parse`] is both.
 
 use crate::error::ModelError;
-use crate::hint::did_you_mean;
 use crate::id::Id;
-use crate::located::Located;
+use crate::kinds::{OrbView, ProviderModel};
+use crate::located::Pos;
 use crate::orb::Orb;
 
-pub(crate) fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
+impl Orb {
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Orb, ModelError> {
+        let orb = Orb::read(text, file)?;
+        validate(&orb, file)?;
+        Ok(orb)
+    }
+}
+
+fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
     for (id, pos) in orb
         .clusters
         .iter()
@@ -34,94 +43,21 @@ pub(crate) fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Resolves `provider.pool`; returns the pool's size.
-pub(crate) fn resolve_pool(
-    orb: &Orb,
-    file: &str,
-    provider: &Located<Id>,
-    pool: &Located<Id>,
-) -> Result<usize, ModelError> {
-    let Some(p) = orb.providers.get(&provider.value) else {
-        let names: Vec<&str> = orb.providers.keys().map(Id::as_str).collect();
-        return Err(ModelError::new(
-            file,
-            provider.pos,
-            format!("provider `{provider}` does not exist"),
-        )
-        .with_hint(did_you_mean(provider.value.as_str(), &names)));
-    };
-    let pools = p.spec.model().pools();
-    match pools.iter().find(|(id, _)| **id == pool.value) {
-        Some((_, n)) => Ok(*n),
-        None => {
-            let names: Vec<&str> = pools.iter().map(|(id, _)| id.as_str()).collect();
-            Err(ModelError::new(
-                file,
-                pool.pos,
-                format!("provider `{provider}` has no pool `{pool}`"),
-            )
-            .with_hint(did_you_mean(pool.value.as_str(), &names)))
-        }
+impl OrbView for Orb {
+    fn provider(&self, id: &Id) -> Option<&dyn ProviderModel> {
+        self.providers.get(id).map(|n| n.spec.model())
     }
-}
 
-/// Resolves a `provider.pool` reference written as one string (NodeSoftware `pools`).
-pub(crate) fn resolve_pool_ref(
-    orb: &Orb,
-    file: &str,
-    what: &str,
-    r: &Located<String>,
-) -> Result<usize, ModelError> {
-    let Some((provider, pool)) = r.value.split_once('.') else {
-        return Err(ModelError::new(
-            file,
-            r.pos,
-            format!("{what}: `{r}` is not a pool reference"),
-        )
-        .with_hint("write pools as `<provider>.<pool>`, e.g. lab.workers"));
-    };
-    let at = |s: &str| {
-        Id::parse(s)
-            .map(|value| Located { value, pos: r.pos })
-            .map_err(|e| ModelError::new(file, r.pos, e))
-    };
-    resolve_pool(orb, file, &at(provider)?, &at(pool)?)
-}
-
-/// Checks a `provider.machine` reference: the provider exists and may have that machine.
-pub(crate) fn check_machine_ref(
-    orb: &Orb,
-    file: &str,
-    what: &str,
-    t: &Located<String>,
-) -> Result<(), ModelError> {
-    let Some((provider, machine)) = t.value.split_once('.') else {
-        return Err(ModelError::new(
-            file,
-            t.pos,
-            format!("{what} `{t}` is not `provider.machine`"),
-        )
-        .with_hint("name a machine of the Orb, e.g. `lab.backup-1`"));
-    };
-    let Some(p) = Id::parse(provider).ok().and_then(|p| orb.providers.get(&p)) else {
-        let names: Vec<&str> = orb.providers.keys().map(Id::as_str).collect();
-        return Err(ModelError::new(
-            file,
-            t.pos,
-            format!("{what} names provider `{provider}`, which does not exist"),
-        )
-        .with_hint(did_you_mean(provider, &names)));
-    };
-    let model = p.spec.model();
-    if !model.may_have_machine(machine) {
-        let names = model.example_machines();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        return Err(ModelError::new(
-            file,
-            t.pos,
-            format!("{what}: provider `{provider}` has no machine `{machine}`"),
-        )
-        .with_hint(did_you_mean(machine, &names)));
+    fn provider_ids(&self) -> Vec<&Id> {
+        self.providers.keys().collect()
     }
-    Ok(())
+
+    fn position(&self, id: &Id) -> Option<Pos> {
+        self.providers
+            .get(id)
+            .map(|n| n.pos)
+            .or_else(|| self.clusters.get(id).map(|n| n.pos))
+            .or_else(|| self.software.get(id).map(|n| n.pos))
+            .flatten()
+    }
 }

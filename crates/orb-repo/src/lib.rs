@@ -10,6 +10,7 @@ pub mod config;
 mod error;
 mod git;
 mod hostkey;
+mod jitter;
 mod lock;
 mod private;
 mod redact;

@@ -226,7 +226,7 @@ impl OrbRepo {
         };
         let check_ref = format!(
             "refs/orbiter/access-check/{:016x}",
-            crate::update::random_u64()
+            crate::jitter::random_u64()
         );
         let pushed = self
             .git

@@ -1,9 +1,9 @@
 //! [`OrbRepo::update`]: read-modify-write of the repository with re-derivation on lost races.
 
-use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::error::RepoError;
+use crate::jitter::random_u64;
 use crate::lock::FileLock;
 use crate::repo::OrbRepo;
 use crate::snapshot::Snapshot;
@@ -187,18 +187,6 @@ fn backoff(attempt: u32) -> Duration {
     let capped = exp.min(BACKOFF_CAP);
     let factor = 0.5 + (random_u64() % 1000) as f64 / 1000.0;
     capped.mul_f64(factor)
-}
-
-/// Non-cryptographic randomness for jitter and temporary ref names: std's randomly seeded
-/// SipHash over the clock and pid.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    h.write_u128(nanos);
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// Removes a temporary index file (and a leftover `.lock`) however the update ends.

@@ -1,26 +1,18 @@
-//! orbos import: the fixture Orb from ../shared, and self-contained OpenSSL vectors.
+//! orbos import: an orbos Orb made by `orb_testsupport::orbos` (encrypted independently of the
+//! decoder, checked there against OpenSSL), and self-contained OpenSSL vectors.
 
 use orb_secrets::SecretError;
 use orb_secrets::legacy::decrypt_orbos;
+use orb_testsupport::orbos::OrbosOrb;
 use serde::Deserialize;
 
-macro_rules! fixture {
-    ($name:literal) => {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/orbos/",
-            $name
-        )
-    };
-}
-
-fn read(path: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("reading fixture {path}: {e}"))
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
 /// Just the parts of an orbos `orbiter.yml` that hold the secrets; the rest is ignored.
 #[derive(Deserialize)]
-struct OrbosOrb {
+struct OrbosDoc {
     clusters: std::collections::BTreeMap<String, Cluster>,
     providers: std::collections::BTreeMap<String, Provider>,
 }
@@ -54,26 +46,27 @@ struct OrbosSecret {
 
 #[test]
 fn decrypts_the_orbos_fixture_byte_for_byte() {
-    let masterkey = String::from_utf8(read(fixture!("masterkey"))).unwrap();
+    let fixture = OrbosOrb::new();
+    let masterkey = String::from_utf8(read(&fixture.masterkey())).unwrap();
     assert!(
         masterkey.ends_with('\n'),
         "fixture masterkey keeps its newline"
     );
-    let text = String::from_utf8(read(fixture!("orbiter.yml"))).unwrap();
-    let orb: OrbosOrb = serde_saphyr::from_str(&text).unwrap();
+    let text = String::from_utf8(read(&fixture.orbiter_yml())).unwrap();
+    let orb: OrbosDoc = serde_saphyr::from_str(&text).unwrap();
     let keys = &orb.providers["kvm"].spec.keys;
     let cases = [
         (
             &keys.bootstrapkeyprivate,
-            fixture!("expected-bootstrapkeyprivate"),
+            fixture.expected("bootstrapkeyprivate"),
         ),
         (
             &keys.bootstrapkeypublic,
-            fixture!("expected-bootstrapkeypublic"),
+            fixture.expected("bootstrapkeypublic"),
         ),
         (
             &orb.clusters["k8s"].spec.kubeconfig,
-            fixture!("expected-kubeconfig"),
+            fixture.expected("kubeconfig"),
         ),
     ];
     for (secret, expected) in cases {
@@ -82,14 +75,20 @@ fn decrypts_the_orbos_fixture_byte_for_byte() {
             ("AES256", "Base64")
         );
         let plain = decrypt_orbos(&masterkey, &secret.value).unwrap();
-        assert_eq!(plain.as_slice(), read(expected).as_slice(), "{expected}");
+        assert_eq!(
+            plain.as_slice(),
+            read(&expected).as_slice(),
+            "{}",
+            expected.display()
+        );
     }
 }
 
 #[test]
 fn wrong_masterkey_on_the_fixture_is_a_clear_error() {
-    let text = String::from_utf8(read(fixture!("orbiter.yml"))).unwrap();
-    let orb: OrbosOrb = serde_saphyr::from_str(&text).unwrap();
+    let fixture = OrbosOrb::new();
+    let text = String::from_utf8(read(&fixture.orbiter_yml())).unwrap();
+    let orb: OrbosDoc = serde_saphyr::from_str(&text).unwrap();
     let value = &orb.providers["kvm"].spec.keys.bootstrapkeyprivate.value;
     let err = decrypt_orbos("not-the-orbos-masterkey", value)
         .unwrap_err()

@@ -89,7 +89,7 @@ fn orbiter_inside_the_orb_reboot_unreachable_hostkey_teardown() {
     // An unreachable machine is reported; the others get the change.
     let s3 = &machines[2];
     s3.cut_network().unwrap();
-    set_motd(&p, "two");
+    set_motd(p, "two");
     wait_for(
         "motd two on s1 and s2, s3 reported unreachable",
         Duration::from_secs(180),
@@ -111,7 +111,7 @@ fn orbiter_inside_the_orb_reboot_unreachable_hostkey_teardown() {
         s3,
         "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; systemctl stop ssh; pkill -KILL sshd; systemctl start ssh",
     );
-    set_motd(&p, "three");
+    set_motd(p, "three");
     wait_for(
         "s3 refused for its host key, the others updated",
         Duration::from_secs(180),

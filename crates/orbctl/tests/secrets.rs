@@ -316,7 +316,10 @@ fn rotation_covers_generated_and_software_secrets_and_refuses_what_does_not_open
             .contains("a new masterkey from a file"),
         "the config has the new masterkey"
     );
-    assert!(!staged.exists(), "the staged key is gone once the config has it");
+    assert!(
+        !staged.exists(),
+        "the staged key is gone once the config has it"
+    );
     assert_eq!(p.ok(&["readsecret", "app.apitoken"]), "tok-1");
     assert_eq!(p.ok(&["readsecret", "lab.bootstrapkeypublic"]), "mine");
     assert_eq!(p.ok(&["readsecret", "kv.ca"]), "the CA certificate");

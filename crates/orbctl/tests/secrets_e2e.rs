@@ -70,11 +70,19 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
         &["etcd-server", "etcd-client"],
     );
     let (p, human, machines) = (&lab.person, &lab.human, &lab.machines);
-    human.commit("orbiter.yml", &orb_yaml(&lab, "one"), "etcd and an app token");
+    human.commit(
+        "orbiter.yml",
+        &orb_yaml(&lab, "one"),
+        "etcd and an app token",
+    );
     lab.write_bootstrap_secrets();
     let token: &[u8] = b"tok-31415\x00\xff not text\n";
     let out = p.with_stdin(&["writesecret", "app.apitoken", "--stdin"], token);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     lab.takeoff();
     wait_for("3 healthy etcd members", Duration::from_secs(300), || {
@@ -96,7 +104,11 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
     // A new value is rolled out to every machine.
     let token2: &[u8] = b"tok-27182 rotated\n";
     let out = p.with_stdin(&["writesecret", "app.apitoken", "--stdin"], token2);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("the new value everywhere", Duration::from_secs(180), || {
         machines
             .iter()
@@ -104,7 +116,10 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
     });
 
     // A damaged orbiter/secrets.yml: the rotation refuses and pushes nothing.
-    let newkey = p.secret_file("next-masterkey", b"the next masterkey of this Orb, long enough\n");
+    let newkey = p.secret_file(
+        "next-masterkey",
+        b"the next masterkey of this Orb, long enough\n",
+    );
     let url = std::fs::read_to_string(&p.config)
         .unwrap()
         .lines()
@@ -122,7 +137,10 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
         "--masterkey-file",
         newkey.to_str().unwrap(),
     ]);
-    assert!(e.contains("kv.ca") && e.contains("nothing was rotated"), "{e}");
+    assert!(
+        e.contains("kv.ca") && e.contains("nothing was rotated"),
+        "{e}"
+    );
     // (The Orbiter inside the Orb may commit its observations meanwhile; nothing else moves.)
     assert_eq!(
         (human.read("keyring.yml"), human.read("orbiter.yml")),
@@ -162,18 +180,35 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
     wait_for(
         "the change after the rotation applied",
         Duration::from_secs(180),
-        || machines.iter().all(|m| sh(m, "cat /etc/motd") == "after rotation"),
+        || {
+            machines
+                .iter()
+                .all(|m| sh(m, "cat /etc/motd") == "after rotation")
+        },
     );
-    assert!(p.ok(&["readsecret", "kv.ca"]).starts_with("-----BEGIN CERTIFICATE-----"));
-    assert_eq!(p.ok(&["node", "exec", "lab.s3", "--", "cat /etc/motd"]).trim(), "after rotation");
+    assert!(
+        p.ok(&["readsecret", "kv.ca"])
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert_eq!(
+        p.ok(&["node", "exec", "lab.s3", "--", "cat /etc/motd"])
+            .trim(),
+        "after rotation"
+    );
     let s1 = &machines[0];
     assert_eq!(
-        sh(s1, "grep -c 'the next masterkey of this Orb' /var/lib/orbiter/config"),
+        sh(
+            s1,
+            "grep -c 'the next masterkey of this Orb' /var/lib/orbiter/config"
+        ),
         "1",
         "the Orbiter inside the Orb adopted the new masterkey"
     );
     assert_eq!(
-        sh(s1, "test -e /var/lib/orbiter/config.next-masterkey && echo staged || echo adopted"),
+        sh(
+            s1,
+            "test -e /var/lib/orbiter/config.next-masterkey && echo staged || echo adopted"
+        ),
         "adopted"
     );
     assert_eq!(healthy_members(&lab), 3);
@@ -189,10 +224,16 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
         b64(token2),
         "the next masterkey".to_owned(),
     ] {
-        assert!(!history.contains(&needle), "{needle:?} is in the repository's history");
+        assert!(
+            !history.contains(&needle),
+            "{needle:?} is in the repository's history"
+        );
     }
     let journal = sh(s1, "journalctl -u orbiter --no-pager -o cat");
-    assert!(!journal.contains("tok-") && !journal.contains("PRIVATE KEY"), "{journal}");
+    assert!(
+        !journal.contains("tok-") && !journal.contains("PRIVATE KEY"),
+        "{journal}"
+    );
 
     let out = p.run(&["teardown", "--yes"]);
     assert!(

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use orb_testsupport::orbos::OrbosOrb;
 use orb_testsupport::{Sshd, bare_repo, keypair};
 
 #[test]
@@ -176,10 +177,8 @@ fn validate_local_file_and_repository() {
 
 #[test]
 fn import_orbos_reencrypts_secrets_into_a_new_orb() {
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/orbos"
-    );
+    let orbos = OrbosOrb::new();
+    let fixtures = orbos.dir().display();
     let repo = bare_repo();
     let p = Person::new();
     p.ok(&[

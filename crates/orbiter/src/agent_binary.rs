@@ -1,10 +1,16 @@
 //! The node-agent binary Orbiter installs: found next to the running program (or at
 //! `$ORBITER_NODE_AGENT`), identified by its version and SHA-256.
 
-use crate::plan::AgentRelease;
 use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+
+/// The agent binary this Orbiter installs, by version and checksum.
+#[derive(Clone, Debug)]
+pub struct AgentRelease {
+    pub version: String,
+    pub sha256: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct AgentBinary {

@@ -18,5 +18,6 @@ pub mod observed;
 pub mod plan;
 pub mod providers;
 pub mod recorded;
+pub mod restore_drill;
 pub mod ssh;
 pub mod state;

@@ -1,8 +1,7 @@
 //! Prometheus metrics and health of the daemon, in the text exposition format.
 
-use crate::engine::IterationReport;
 use crate::observed::Observed;
-use crate::plan::{Recorded, machine_ready};
+use crate::recorded::{Recorded, machine_ready};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,17 +39,18 @@ impl Metrics {
         self.lock().commits += 1;
     }
 
+    /// One iteration that ran: how long it took, how many steps it applied and how many failed.
     pub fn record_iteration(
         &self,
         took: Duration,
-        r: &IterationReport,
+        (applied, failed): (usize, usize),
         observed: &Observed,
         recorded: &Recorded,
     ) {
         let mut m = self.lock();
         m.iterations += 1;
-        m.steps_applied += r.applied.len() as u64;
-        m.steps_failed += r.failed.len() as u64;
+        m.steps_applied += applied as u64;
+        m.steps_failed += failed as u64;
         m.machines = observed.machines().count() as u64;
         m.machines_ready = observed
             .machines()

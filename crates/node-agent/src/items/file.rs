@@ -279,23 +279,14 @@ mod tests {
     use crate::items::{PassCtx, execute};
 
     fn host() -> (tempfile::TempDir, Host) {
-        let tmp = tempfile::tempdir().unwrap();
-        let h = Host::with_root(tmp.path(), tmp.path().join("state"));
-        fsutil::write_atomic(
-            &h.path("/etc/passwd"),
-            b"root:x:0:0::/root:/bin/sh\nsvc:x:4242:4243::/:/bin/false\n",
-            0o644,
-            None,
-        )
-        .unwrap();
-        fsutil::write_atomic(
-            &h.path("/etc/group"),
-            b"root:x:0:\nsvc:x:4243:\n",
-            0o644,
-            None,
-        )
-        .unwrap();
-        (tmp, h)
+        crate::host::scratch_host(&[
+            (
+                "/etc/passwd",
+                b"root:x:0:0::/root:/bin/sh\nsvc:x:4242:4243::/:/bin/false\n",
+                0o644,
+            ),
+            ("/etc/group", b"root:x:0:\nsvc:x:4243:\n", 0o644),
+        ])
     }
 
     fn apply_all(h: &Host, actions: &[Action]) {

@@ -123,22 +123,14 @@ mod tests {
 
     #[test]
     fn observes_and_fixes_under_a_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let h = Host::with_root(tmp.path(), tmp.path().join("state"));
-        fsutil::write_atomic(
-            &h.path("/proc/swaps"),
-            b"Filename\tType\tSize\tUsed\tPriority\n",
-            0o444,
-            None,
-        )
-        .unwrap();
-        fsutil::write_atomic(
-            &h.path("/etc/fstab"),
-            b"/swapfile none swap sw 0 0\n",
-            0o644,
-            None,
-        )
-        .unwrap();
+        let (_tmp, h) = crate::host::scratch_host(&[
+            (
+                "/proc/swaps",
+                b"Filename\tType\tSize\tUsed\tPriority\n",
+                0o444,
+            ),
+            ("/etc/fstab", b"/swapfile none swap sw 0 0\n", 0o644),
+        ]);
         let o = observe(&h).unwrap();
         assert_eq!(
             o.to_string(),

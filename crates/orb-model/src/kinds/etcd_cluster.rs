@@ -3,9 +3,9 @@
 use crate::error::ModelError;
 use crate::id::Id;
 use crate::kinds::ClusterModel;
+use crate::kinds::OrbView;
+use crate::kinds::refs::{check_machine_ref, resolve_pool};
 use crate::located::Located;
-use crate::orb::Orb;
-use crate::validate::{check_machine_ref, resolve_pool};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -131,12 +131,12 @@ impl ClusterModel for EtcdCluster {
         (&self.provider, &self.pool)
     }
 
-    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError> {
+    fn validate(&self, orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError> {
         check_etcd(orb, id, self, file)
     }
 }
 
-fn check_etcd(orb: &Orb, id: &Id, e: &EtcdCluster, file: &str) -> Result<(), ModelError> {
+fn check_etcd(orb: &dyn OrbView, id: &Id, e: &EtcdCluster, file: &str) -> Result<(), ModelError> {
     let size = resolve_pool(orb, file, &e.provider, &e.pool)?;
     let n = e.nodes.value;
     if n == 0 || n.is_multiple_of(2) {
@@ -210,7 +210,12 @@ fn check_etcd_tuning(id: &Id, t: &EtcdTuning, file: &str) -> Result<(), ModelErr
     Ok(())
 }
 
-fn check_etcd_backup(orb: &Orb, id: &Id, b: &EtcdBackup, file: &str) -> Result<(), ModelError> {
+fn check_etcd_backup(
+    orb: &dyn OrbView,
+    id: &Id,
+    b: &EtcdBackup,
+    file: &str,
+) -> Result<(), ModelError> {
     if let Err(msg) = parse_duration(&b.every.value) {
         return Err(ModelError::new(
             file,
@@ -238,6 +243,7 @@ fn check_etcd_backup(orb: &Orb, id: &Id, b: &EtcdBackup, file: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Orb;
     use crate::registry::ClusterSpec;
 
     const BASE: &str = "kind: Orb

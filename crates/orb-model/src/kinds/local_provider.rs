@@ -2,9 +2,9 @@
 //! (systemd-nspawn, see the orb-machines crate). Pools have a size, not a list: scaling is real.
 
 use crate::id::Id;
+use crate::kinds::MachineFlag;
 use crate::kinds::ProviderModel;
 use crate::located::Located;
-use crate::registry::MachineFlag;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -5,14 +5,28 @@
 pub mod etcd_cluster;
 pub mod local_provider;
 pub mod node_software;
+mod refs;
 pub mod static_provider;
 
 use crate::error::ModelError;
 use crate::id::Id;
-use crate::located::Located;
-use crate::orb::Orb;
-use crate::registry::MachineFlag;
+use crate::located::{Located, Pos};
 use orb_secrets::Envelope;
+
+/// Which per-machine request list of a provider: reboot once, or replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineFlag {
+    Reboot,
+    Replace,
+}
+
+/// What a kind's checks may see of the rest of the Orb (kinds know nothing of the file).
+pub trait OrbView {
+    fn provider(&self, id: &Id) -> Option<&dyn ProviderModel>;
+    fn provider_ids(&self) -> Vec<&Id>;
+    /// Where a subtree (provider, cluster or software) starts.
+    fn position(&self, id: &Id) -> Option<Pos>;
+}
 
 /// A provider kind as `orbiter.yml` describes it.
 pub trait ProviderModel {
@@ -35,7 +49,7 @@ pub trait ProviderModel {
         Vec::new()
     }
     /// Checks that span fields of this subtree (ids unique, flags naming machines).
-    fn validate(&self, _orb: &Orb, _id: &Id, _file: &str) -> Result<(), ModelError> {
+    fn validate(&self, _orb: &dyn OrbView, _id: &Id, _file: &str) -> Result<(), ModelError> {
         Ok(())
     }
 }
@@ -47,7 +61,7 @@ pub trait ClusterModel {
     fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
         Vec::new()
     }
-    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError>;
+    fn validate(&self, orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError>;
 }
 
 /// Software for the machines of some pools.
@@ -59,5 +73,5 @@ pub trait SoftwareModel {
     fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {
         Vec::new()
     }
-    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError>;
+    fn validate(&self, orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError>;
 }

@@ -6,10 +6,10 @@
 
 use crate::error::ModelError;
 use crate::id::Id;
+use crate::kinds::OrbView;
 use crate::kinds::SoftwareModel;
+use crate::kinds::refs::resolve_pool_ref;
 use crate::located::Located;
-use crate::orb::Orb;
-use crate::validate::resolve_pool_ref;
 use node_protocol::{FileSecret, Form, Item};
 use orb_secrets::Envelope;
 use serde::ser::SerializeMap;
@@ -108,7 +108,7 @@ impl SoftwareModel for NodeSoftware {
             .collect()
     }
 
-    fn validate(&self, orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError> {
+    fn validate(&self, orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError> {
         let what = format!("software `{id}`");
         for r in &self.pools {
             resolve_pool_ref(orb, file, &what, r)?;
@@ -130,7 +130,7 @@ impl SoftwareModel for NodeSoftware {
                 return Err(fail(format!("{} is declared twice", item.value.id())));
             }
         }
-        let node_pos = orb.software.get(id).and_then(|n| n.pos);
+        let node_pos = orb.position(id);
         for name in self.secrets.keys() {
             if name.is_empty()
                 || !name

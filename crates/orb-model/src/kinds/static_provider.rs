@@ -4,10 +4,9 @@
 use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::{Hostname, Id};
-use crate::kinds::ProviderModel;
+use crate::kinds::MachineFlag;
+use crate::kinds::{OrbView, ProviderModel};
 use crate::located::Located;
-use crate::orb::Orb;
-use crate::registry::MachineFlag;
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -162,7 +161,7 @@ impl ProviderModel for StaticProvider {
     }
 
     /// Machine ids and addresses are unique within the provider; flags name its machines.
-    fn validate(&self, _orb: &Orb, id: &Id, file: &str) -> Result<(), ModelError> {
+    fn validate(&self, _orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError> {
         let mut ids = BTreeMap::new();
         let mut ips = BTreeMap::new();
         for (pool, machines) in &self.pools {

@@ -4,8 +4,8 @@ use crate::args::Global;
 use crate::context::{Committer, Ctx};
 use anyhow::{Result, anyhow};
 use orb_model::Id;
-use orbiter::clusters::etcd_drill;
 use orbiter::machine::MachineKey;
+use orbiter::restore_drill;
 
 pub fn restore_drill(
     g: &Global,
@@ -20,7 +20,7 @@ pub fn restore_drill(
         .map_err(|e| anyhow!("--on: {e}"))?;
     let mut engine = Ctx::open_as(g, Committer::Orbiter)?.engine()?;
     eprintln!("restore drill of cluster {cluster}: restoring into a temporary etcd");
-    let r = etcd_drill::restore_drill(&mut engine, &cluster, snapshot, on.as_ref())?;
+    let r = restore_drill::restore_drill(&mut engine, &cluster, snapshot, on.as_ref())?;
     println!("snapshot:      {}", r.snapshot);
     println!(
         "restored on:   {} (temporary etcd on 127.0.0.1:23790, removed again)",

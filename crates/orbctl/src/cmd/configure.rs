@@ -128,5 +128,7 @@ fn given_masterkey(src: &MasterkeySource) -> Result<Option<Masterkey>> {
     };
     let trimmed = text.strip_suffix('\n').unwrap_or(&text);
     let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-    Ok(Some(Masterkey::new(trimmed.to_owned()).context("the given masterkey")?))
+    Ok(Some(
+        Masterkey::new(trimmed.to_owned()).context("the given masterkey")?,
+    ))
 }

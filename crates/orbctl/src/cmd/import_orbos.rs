@@ -185,18 +185,15 @@ fn decrypt(secret: &Value, masterkey: &str, place: &str) -> Result<Option<Zeroiz
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/orbos"
-    );
+    use orb_testsupport::orbos::OrbosOrb;
 
     #[test]
     fn converts_the_orbos_fixture() {
-        let text = std::fs::read_to_string(format!("{FIXTURES}/orbiter.yml")).unwrap();
-        let mk = std::fs::read_to_string(format!("{FIXTURES}/masterkey")).unwrap();
+        let fixture = OrbosOrb::new();
+        let text = std::fs::read_to_string(fixture.orbiter_yml()).unwrap();
+        let mk = std::fs::read_to_string(fixture.masterkey()).unwrap();
         let c = convert(&text, "orbiter.yml", mk.trim_end_matches('\n')).unwrap();
-        let expected = |name: &str| std::fs::read(format!("{FIXTURES}/expected-{name}")).unwrap();
+        let expected = |name: &str| std::fs::read(fixture.expected(name)).unwrap();
         let get = |path: &str| {
             c.secrets
                 .iter()
@@ -243,7 +240,7 @@ mod tests {
 
     #[test]
     fn wrong_orbos_masterkey_is_a_clear_error() {
-        let text = std::fs::read_to_string(format!("{FIXTURES}/orbiter.yml")).unwrap();
+        let text = std::fs::read_to_string(OrbosOrb::new().orbiter_yml()).unwrap();
         let e = convert(&text, "orbiter.yml", "not-the-key").err().unwrap();
         assert!(
             format!("{e:#}").contains("providers.kvm.spec.keys"),

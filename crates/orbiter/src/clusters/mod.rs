@@ -7,7 +7,6 @@
 //! [`for_spec`] is the registry: the only place that knows every kind.
 
 pub mod etcd;
-pub mod etcd_drill;
 
 pub use crate::action::FileCopy;
 

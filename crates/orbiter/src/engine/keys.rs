@@ -106,3 +106,76 @@ fn adopt(path: &std::path::Path, mk: &Masterkey) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, masterkey: &str) -> PathBuf {
+        let path = dir.join("config");
+        OrbConfig {
+            url: "file:///nowhere".into(),
+            repokey: None,
+            masterkey: masterkey.to_owned().into(),
+        }
+        .save(&path)
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn a_staged_masterkey_is_adopted_when_the_keyring_needs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (
+            "the old masterkey, long enough",
+            "the new masterkey, long enough",
+        );
+        let path = config(dir.path(), old);
+        let mut keys = Keys::new(Masterkey::new(old.to_owned()).unwrap(), Some(path.clone()));
+        let (first, key) = Keyring::generate(&Masterkey::new(old.to_owned()).unwrap()).unwrap();
+        let sealed = key.seal("x.y", b"v");
+        assert_eq!(
+            &keys
+                .key_for_keyring(first)
+                .unwrap()
+                .open("x.y", &sealed)
+                .unwrap()[..],
+            b"v"
+        );
+
+        // Rotated: without a staged key the error says what to do, and nothing changes.
+        let (rotated, new_key) =
+            Keyring::generate(&Masterkey::new(new.to_owned()).unwrap()).unwrap();
+        let e = keys
+            .key_for_keyring(rotated.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rotated") && e.contains("orbctl configure"),
+            "{e}"
+        );
+        // Staged: adopted into the config, the staged copy removed.
+        OrbConfig::stage_masterkey(&path, new).unwrap();
+        let key = keys.key_for_keyring(rotated).unwrap();
+        let sealed = new_key.seal("x.y", b"w");
+        assert_eq!(&key.open("x.y", &sealed).unwrap()[..], b"w");
+        assert_eq!(OrbConfig::load(&path).unwrap().masterkey.expose(), new);
+        assert!(!OrbConfig::staged_masterkey_path(&path).exists());
+    }
+
+    #[test]
+    fn a_staged_key_that_does_not_open_the_keyring_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "the old masterkey, long enough";
+        let path = config(dir.path(), old);
+        OrbConfig::stage_masterkey(&path, "some other masterkey, long enough").unwrap();
+        let mut keys = Keys::new(Masterkey::new(old.to_owned()).unwrap(), Some(path.clone()));
+        let (rotated, _) = Keyring::generate(
+            &Masterkey::new("a third masterkey, long enough".to_owned()).unwrap(),
+        )
+        .unwrap();
+        assert!(keys.key_for_keyring(rotated).is_err());
+        assert_eq!(OrbConfig::load(&path).unwrap().masterkey.expose(), old);
+        assert!(OrbConfig::staged_masterkey_path(&path).exists());
+    }
+}

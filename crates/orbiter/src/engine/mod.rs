@@ -184,8 +184,12 @@ impl Engine {
             && l.desired_error.is_none()
             && observed.machines().all(|m| machine_ready(m, &l.recorded));
         report.plan = p;
-        self.metrics
-            .record_iteration(started.elapsed(), &report, &observed, &l.recorded);
+        self.metrics.record_iteration(
+            started.elapsed(),
+            (report.applied.len(), report.failed.len()),
+            &observed,
+            &l.recorded,
+        );
         Ok(report)
     }
 }

@@ -7,6 +7,7 @@
 mod machine_steps;
 
 pub use crate::action::{Action, Plan, Step};
+pub use crate::agent_binary::AgentRelease;
 pub use crate::providers::listed_machines;
 pub use crate::recorded::{Recorded, machine_ready};
 
@@ -19,13 +20,6 @@ use node_protocol::Item;
 use orb_model::registry::MachineFlag;
 use orb_model::{Id, Orb};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The agent binary this Orbiter installs.
-#[derive(Clone, Debug)]
-pub struct AgentRelease {
-    pub version: String,
-    pub sha256: String,
-}
 
 pub struct PlanInput<'a> {
     pub orb: &'a Orb,

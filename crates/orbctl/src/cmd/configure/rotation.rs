@@ -124,11 +124,16 @@ impl Resealing {
             changes.push(FileChange::write(ORBITER_YML, orb.to_yaml()));
         }
         if let Some(text) = read_text(snap, state::SECRETS)? {
-            let mut file: GeneratedSecrets = state::parse(&text, state::SECRETS)
-                .with_context(|| format!("{} cannot be read; nothing was rotated", state::SECRETS))?;
+            let mut file: GeneratedSecrets =
+                state::parse(&text, state::SECRETS).with_context(|| {
+                    format!("{} cannot be read; nothing was rotated", state::SECRETS)
+                })?;
             for (path, env) in file.secrets.iter_mut() {
                 let plain = self.old_key.open(path, env).with_context(|| {
-                    format!("{}: secret {path} does not open; nothing was rotated", state::SECRETS)
+                    format!(
+                        "{}: secret {path} does not open; nothing was rotated",
+                        state::SECRETS
+                    )
                 })?;
                 *env = self.new_key.seal(path, &plain);
             }
@@ -139,7 +144,9 @@ impl Resealing {
 }
 
 fn count_envelopes(yaml: &[u8]) -> usize {
-    String::from_utf8_lossy(yaml).matches("encrypted: v1").count()
+    String::from_utf8_lossy(yaml)
+        .matches("encrypted: v1")
+        .count()
 }
 
 /// Stages `new` on every reachable machine of the Orb that hosts an Orbiter; returns them.

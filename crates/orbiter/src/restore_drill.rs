@@ -77,7 +77,7 @@ pub fn restore_drill(
         .read(&record_path(cluster))?
         .ok_or_else(|| anyhow!("cluster {cluster} has no record yet (it was never reconciled)"))?;
     let record: ClusterRecord =
-        super::etcd::read_record(&String::from_utf8_lossy(&text), &record_path(cluster))?;
+        crate::clusters::etcd::read_record(&String::from_utf8_lossy(&text), &record_path(cluster))?;
     let (location, expected_sha) = match snapshot {
         Some(s) => (s.to_owned(), None),
         None => {
