@@ -50,12 +50,18 @@ software:
       items:
         - package: {name: hello, version: 2.10-3}
         - file: {path: /etc/motd, content: "This machine is managed by Orbiter.\n"}
+        - file: {path: /etc/demo-token, secret: token, mode: "0600"}
         - unit: {name: hello-loop.service, content: "[Unit]\nDescription=says hello\n[Service]\nExecStart=/bin/sh -c 'while true; do /usr/bin/hello; sleep 60; done'\n[Install]\nWantedBy=multi-user.target\n", enabled: true, active: true}
 YAML
 git -C "$work/checkout" add orbiter.yml
 git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -m "Two web machines"
 git -C "$work/checkout" push -q origin HEAD:main
 "$orbctl" validate
+
+step "A secret for the machines: sealed in orbiter.yml, written to them over SSH, never to Git"
+token="demo-token-$(date +%s%N)"
+printf '%s\n' "$token" | "$orbctl" writesecret base.token --stdin
+"$orbctl" secrets list
 
 step "orbctl plan: what Orbiter would do"
 "$orbctl" plan
@@ -77,6 +83,14 @@ for _ in $(seq 1 120); do
 done
 "$orbctl" node list
 python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9187/metrics").read().decode())' | grep -E '^orbiter_(machines|commits)' || true
+
+step "The secret is on the machines (0600), and nowhere in the repository's history"
+"$orbctl" node exec local.web-1 -- 'sudo stat -c "%a %U %n" /etc/demo-token; sudo cat /etc/demo-token'
+if git --git-dir "$work/orb.git" log -p --all | grep -qF "$token"; then
+  echo "the secret is in the repository's history" >&2
+  exit 1
+fi
+echo "git log -p --all: no trace of the secret (the records hold a keyed digest)"
 
 step "The Orb repository's history: every change is a commit"
 git --git-dir "$work/orb.git" log --format='%h %an: %s' main | head -20
