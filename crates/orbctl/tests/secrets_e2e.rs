@@ -150,7 +150,19 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
     assert!(!human.messages_since(&head).contains("Masterkey rotated"));
     human.commit(state::SECRETS, &good, "repair kv.ca");
 
-    // The rotation: one commit, and the Orbiter inside the Orb keeps applying changes.
+    // The rotation: one commit, and the Orbiter inside the Orb keeps applying changes. A
+    // machine that pretends to host an Orbiter does not learn the new masterkey: only the
+    // machine takeoff handed over to (`orbiter/host.yml`) gets it.
+    assert!(
+        human
+            .read(state::ORBITER_HOST)
+            .unwrap()
+            .contains("machine: lab.s1")
+    );
+    sh(
+        s2,
+        "mkdir -p /var/lib/orbiter && echo 'url: x' > /var/lib/orbiter/config",
+    );
     let head = human.head();
     p.ok(&[
         "configure",
@@ -210,6 +222,14 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
             "test -e /var/lib/orbiter/config.next-masterkey && echo staged || echo adopted"
         ),
         "adopted"
+    );
+    assert_eq!(
+        sh(
+            s2,
+            "test -e /var/lib/orbiter/config.next-masterkey && echo staged || echo not staged"
+        ),
+        "not staged",
+        "the masterkey was sent to a machine that only claimed to host an Orbiter"
     );
     assert_eq!(healthy_members(&lab), 3);
 

@@ -8,6 +8,7 @@ use crate::machine::MachineKey;
 use crate::observe::as_root;
 use crate::observed::{MachineObserved, Observed, Reach};
 use crate::plan::machine_ready;
+use crate::state;
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -183,6 +184,26 @@ pub fn deploy(engine: &Engine, l: &Loaded, m: &MachineObserved, spec: &HandoverS
             state.trim()
         );
     }
+    Ok(())
+}
+
+/// Records (or, with `None`, forgets) where the Orbiter runs, in `orbiter/host.yml`.
+pub fn record_host(engine: &mut Engine, machine: Option<&MachineKey>) -> Result<()> {
+    let message = match machine {
+        Some(m) => format!("The Orbiter runs on {m}\n\nby orbctl takeoff"),
+        None => "The Orbiter runs where it was started\n\nby orbctl takeoff".to_owned(),
+    };
+    crate::engine::update(&mut engine.repo, &message, |snap| {
+        let exists = snap.read(state::ORBITER_HOST)?.is_some();
+        Ok(match machine {
+            Some(m) => vec![orb_repo::FileChange::write(
+                state::ORBITER_HOST,
+                state::render(&state::OrbiterHost::new(m.clone())),
+            )],
+            None if exists => vec![orb_repo::FileChange::delete(state::ORBITER_HOST)],
+            None => Vec::new(),
+        })
+    })?;
     Ok(())
 }
 

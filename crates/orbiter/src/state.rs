@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 pub const CURRENT: &str = "orbiter/current.yml";
 pub const HOSTKEYS: &str = "orbiter/hostkeys.yml";
 pub const SECRETS: &str = "orbiter/secrets.yml";
+pub const ORBITER_HOST: &str = "orbiter/host.yml";
 
 pub fn node_desired_path(k: &MachineKey) -> String {
     format!("orbiter/nodes/{k}/desired.yml")
@@ -65,6 +66,32 @@ pub struct GeneratedSecrets {
 impl Versioned for GeneratedSecrets {
     const KIND: &'static str = "OrbiterSecrets";
     const VERSIONS: &'static [&'static str] = &["v1"];
+}
+
+/// The machine the Orbiter runs on after a takeoff handed over to it (written by `orbctl
+/// takeoff`): the one machine a rotated masterkey is staged on, since only it holds the orb
+/// config. No file: the Orbiter runs where the person started it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OrbiterHost {
+    pub kind: String,
+    pub version: String,
+    pub machine: MachineKey,
+}
+
+impl Versioned for OrbiterHost {
+    const KIND: &'static str = "OrbiterHost";
+    const VERSIONS: &'static [&'static str] = &["v1"];
+}
+
+impl OrbiterHost {
+    pub fn new(machine: MachineKey) -> Self {
+        OrbiterHost {
+            kind: Self::KIND.into(),
+            version: current_version::<Self>(),
+            machine,
+        }
+    }
 }
 
 /// What Orbiter observed, as committed in `orbiter/current.yml`.

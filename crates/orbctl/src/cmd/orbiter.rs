@@ -90,6 +90,7 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
     };
     if local {
         // Local machines live on this host, so their Orbiter does too.
+        handover::record_host(&mut engine, None)?;
         let pid = start_daemon(&config_path, &orb_id, &a.daemon)?;
         eprintln!(
             "takeoff: done; the Orbiter daemon runs on this host (pid {pid}), metrics on http://{}/metrics",
@@ -109,6 +110,8 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
         interval: a.daemon.interval.max(1),
     };
     handover::deploy(&engine, &l, m, &spec)?;
+    let host = m.machine.key.clone();
+    handover::record_host(&mut engine, Some(&host))?;
     eprintln!(
         "takeoff: done; the Orbiter runs on {} ({}), metrics on http://{} there",
         m.machine.key,

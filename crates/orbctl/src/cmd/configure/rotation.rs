@@ -149,28 +149,33 @@ fn count_envelopes(yaml: &[u8]) -> usize {
         .count()
 }
 
-/// Stages `new` on every reachable machine of the Orb that hosts an Orbiter; returns them.
-/// A machine that cannot be reached is named: an Orbiter there stops at the rotation until
-/// `orbctl takeoff` hands over again.
+/// Stages `new` on the machine that hosts the Orbiter (`orbiter/host.yml`; only that machine
+/// holds the orb config, and no other machine may learn the masterkey); returns it. If it
+/// cannot be reached, the Orbiter there stops at the rotation until `orbctl takeoff` runs again.
 fn stage_remote(engine: &mut Engine, new: &Masterkey) -> Vec<MachineKey> {
+    let host = match orbiter_host(engine) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            eprintln!("masterkey rotation: where the Orbiter runs is not known ({e:#})");
+            return Vec::new();
+        }
+    };
     let l = match engine.load() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("masterkey rotation: the Orb's machines are not asked ({e:#})");
+            eprintln!("masterkey rotation: the Orbiter on {host} is not told ({e:#})");
             return Vec::new();
         }
     };
     let observed = engine.observe(&l);
     let script = stage_masterkey_script();
     let mut staged = Vec::new();
-    for m in observed.machines() {
+    for m in observed.machines().filter(|m| m.machine.key == host) {
         let Some((t, pinned, login)) = session(&l, m) else {
-            if l.recorded.pinned.contains_key(&m.machine.key) {
-                eprintln!(
-                    "masterkey rotation: {} is not reachable; an Orbiter there stops until `orbctl takeoff` runs again",
-                    m.machine.key
-                );
-            }
+            eprintln!(
+                "masterkey rotation: {host} is not reachable; the Orbiter there stops until `orbctl takeoff` runs again"
+            );
             continue;
         };
         let cmd = as_root(&t.user, &script);
@@ -185,7 +190,10 @@ fn stage_remote(engine: &mut Engine, new: &Masterkey) -> Vec<MachineKey> {
                 );
                 staged.push(m.machine.key.clone());
             }
-            Ok(o) if o.success() => {}
+            Ok(o) if o.success() => eprintln!(
+                "masterkey rotation: {} has no Orbiter installed any more",
+                m.machine.key
+            ),
             Ok(o) => eprintln!(
                 "masterkey rotation: staging on {} failed: {}",
                 m.machine.key,
@@ -195,6 +203,15 @@ fn stage_remote(engine: &mut Engine, new: &Masterkey) -> Vec<MachineKey> {
         }
     }
     staged
+}
+
+/// The machine `orbiter/host.yml` names, if the Orbiter was handed over to one.
+fn orbiter_host(engine: &mut Engine) -> Result<Option<MachineKey>> {
+    engine.repo.fetch()?;
+    let snap = engine.repo.snapshot();
+    read_text(&snap, state::ORBITER_HOST)?
+        .map(|t| state::parse::<state::OrbiterHost>(&t, state::ORBITER_HOST).map(|h| h.machine))
+        .transpose()
 }
 
 fn unstage_remote(engine: &mut Engine, staged: &[MachineKey]) {
