@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{self, Cmd, Output};
-use crate::fsutil;
+use crate::fsutil::nofollow::{Entry, Parents, Walk};
+use crate::fsutil::{self, Meta};
 use crate::notify::Watchdog;
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,96 @@ impl Host {
             return abs.to_path_buf();
         }
         self.root.join(abs.strip_prefix("/").unwrap_or(abs))
+    }
+
+    /// A managed path (absolute, as the managed system sees it) resolved below the root
+    /// without following links: `None` when a directory on the way does not exist, unless
+    /// `create` gives the mode to create missing ones with. See [`crate::fsutil::nofollow`].
+    pub fn entry(&self, abs: &str, parents: Parents, create: Option<u32>) -> Result<Option<Entry>> {
+        let names = |uid: u32| self.id_name(uid, "/etc/passwd");
+        Walk {
+            root: &self.root,
+            parents,
+            names: &names,
+        }
+        .entry(abs, create)
+    }
+
+    /// `lstat` of a managed path; `None` when it (or a directory on the way) does not exist.
+    pub fn stat(&self, abs: &str, parents: Parents) -> Result<Option<Meta>> {
+        match self.entry(abs, parents, None)? {
+            Some(e) => e.stat(),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a managed regular file; `None` when it does not exist. A link or a special file
+    /// there is an error (never followed, never read).
+    pub fn read(&self, abs: &str, parents: Parents) -> Result<Option<Vec<u8>>> {
+        match self.entry(abs, parents, None)? {
+            Some(e) => e.read(),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Host::read`] as text (invalid UTF-8 replaced), with root-only parents.
+    pub fn read_text(&self, abs: &str) -> Result<Option<String>> {
+        Ok(self.read(abs, Parents::RootOnly)?.map(fsutil::lossy))
+    }
+
+    /// Replaces a managed file atomically (temp file + rename relative to its directory);
+    /// missing directories are created (0755, root-owned).
+    pub fn write(
+        &self,
+        abs: &str,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        parents: Parents,
+    ) -> Result<()> {
+        self.entry_creating(abs, parents)?
+            .write_atomic(content, mode, owner)
+    }
+
+    /// Owner and mode of an existing managed file or directory.
+    pub fn set_meta(
+        &self,
+        abs: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        parents: Parents,
+    ) -> Result<()> {
+        self.entry(abs, parents, None)?
+            .ok_or_else(|| Error::new(format!("cannot chown {abs}: it does not exist")))?
+            .set_meta(mode, uid, gid)
+    }
+
+    /// Creates a managed directory (missing parents 0755) and sets its owner and mode.
+    pub fn create_dir(
+        &self,
+        abs: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        parents: Parents,
+    ) -> Result<()> {
+        let e = self.entry_creating(abs, parents)?;
+        e.mkdir(mode)?;
+        e.set_meta(mode, uid, gid)
+    }
+
+    /// Removes a managed file (a link itself, never its target); `false` when it was not there.
+    pub fn remove(&self, abs: &str, parents: Parents) -> Result<bool> {
+        match self.entry(abs, parents, None)? {
+            Some(e) => e.remove(),
+            None => Ok(false),
+        }
+    }
+
+    fn entry_creating(&self, abs: &str, parents: Parents) -> Result<Entry> {
+        self.entry(abs, parents, Some(0o755))?
+            .ok_or_else(|| Error::new(format!("{abs}: its directory could not be created")))
     }
 
     /// A file in the agent's state directory (not under `root`: it is the agent's, not the system's).

@@ -84,6 +84,9 @@ pub struct File {
     pub owner: String,
     #[serde(default = "root", skip_serializing_if = "is_root")]
     pub group: String,
+    /// See [`Directory::allow_unsafe_parents`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unsafe_parents: bool,
 }
 
 impl File {
@@ -96,6 +99,7 @@ impl File {
             mode: mode.to_owned(),
             owner: root(),
             group: root(),
+            allow_unsafe_parents: false,
         }
     }
 
@@ -108,6 +112,7 @@ impl File {
             mode: mode.to_owned(),
             owner: root(),
             group: root(),
+            allow_unsafe_parents: false,
         }
     }
 
@@ -141,6 +146,13 @@ pub struct Directory {
     pub owner: String,
     #[serde(default = "root", skip_serializing_if = "is_root")]
     pub group: String,
+    /// The agent never follows a link on a managed path, and by default it also refuses a
+    /// path with a directory above the item that a non-root user owns, or that its group or
+    /// others may write without the sticky bit: whoever controls that directory could swap
+    /// a link or a FIFO in. `true` accepts such directories for this item (links stay
+    /// refused), e.g. a file inside a service user's own directory. Default `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unsafe_parents: bool,
 }
 
 impl Directory {
@@ -150,6 +162,7 @@ impl Directory {
             mode: mode.to_owned(),
             owner: owner.to_owned(),
             group: group.to_owned(),
+            allow_unsafe_parents: false,
         }
     }
 }
@@ -287,6 +300,9 @@ fn yes() -> bool {
 }
 fn is_true(b: &bool) -> bool {
     *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 pub(crate) fn root() -> String {
     "root".into()

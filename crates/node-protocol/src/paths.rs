@@ -9,8 +9,13 @@ pub const CONFIG_DIR: &str = "/etc/node-agent";
 pub const STATE_DIR: &str = "/var/lib/node-agent";
 /// The installed binary.
 pub const BINARY: &str = "/usr/local/bin/node-agent";
-/// Where Orbiter uploads a new binary before running the install script.
-pub const UPLOAD: &str = "/var/tmp/node-agent.upload";
+/// Where a new binary is uploaded before the install script installs it: a root-only (0700)
+/// directory the upload script creates, never a world-writable one such as /var/tmp. Orbiter
+/// uploads under a name `mktemp` makes up there ([`crate::install::upload_script`]).
+pub const UPLOAD_DIR: &str = "/var/lib/node-agent/upload";
+/// The upload the install script takes when it is given none (a fixed name inside
+/// [`UPLOAD_DIR`], for whoever places the binary there as root).
+pub const UPLOAD: &str = "/var/lib/node-agent/upload/node-agent";
 pub const UNIT_NAME: &str = "node-agent.service";
 pub const UNIT_PATH: &str = "/etc/systemd/system/node-agent.service";
 

@@ -188,9 +188,16 @@ fn id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "._-".contains(c)
 }
 
+/// Non-empty, only `ok` characters, and not starting with `-`: every name here ends up as an
+/// argument of a command (apt, systemctl, modprobe, chown), where `-x` would be an option.
 fn check_name(field: &str, v: &str, ok: impl Fn(char) -> bool) -> Result<()> {
     if v.is_empty() {
         return Err(Error::new(format!("{field}: is empty")));
+    }
+    if v.starts_with('-') {
+        return Err(Error::new(format!(
+            "{field}: `{v}` starts with `-`, which a command would take for an option"
+        )));
     }
     if let Some(c) = v.chars().find(|c| !ok(*c)) {
         return Err(Error::new(format!(

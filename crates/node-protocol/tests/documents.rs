@@ -277,3 +277,32 @@ fn typed_items_render_without_defaults_and_round_trip() {
     );
     assert_eq!(parse_desired(&text, "d.yml").unwrap(), d);
 }
+
+#[test]
+fn allow_unsafe_parents_is_optional_and_round_trips() {
+    let d = parse_desired(
+        &doc_with(
+            "directory: {path: /srv/app/data, owner: app, allow_unsafe_parents: true}\n  - file: {path: /srv/app/app.conf, content: x, allow_unsafe_parents: true}\n  - file: {path: /etc/app.conf, content: x}",
+        ),
+        "d.yml",
+    )
+    .unwrap();
+    assert!(matches!(&d.items[0], Item::Directory(x) if x.allow_unsafe_parents));
+    assert!(matches!(&d.items[1], Item::File(x) if x.allow_unsafe_parents));
+    assert!(matches!(&d.items[2], Item::File(x) if !x.allow_unsafe_parents));
+    let text = d.render().unwrap();
+    assert_eq!(
+        text.matches("allow_unsafe_parents: true").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("allow_unsafe_parents: false"), "{text}");
+    assert_eq!(parse_desired(&text, "d.yml").unwrap(), d);
+    let e = parse_desired(
+        &doc_with("file: {path: /a, content: x, allow_unsafe_parents: maybe}"),
+        "d.yml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("d.yml:6:") && e.contains("boolean"), "{e}");
+}

@@ -28,7 +28,7 @@ fn v0_migrates_to_v1() {
     let ProviderSpec::Static(s) = &node.spec else {
         panic!("not static")
     };
-    assert_eq!(s.user, "admin");
+    assert_eq!(s.user.value, "admin");
     let text = orb.to_yaml();
     assert!(text.contains("version: v1"), "{text}");
     assert!(!text.contains("remoteuser"), "{text}");

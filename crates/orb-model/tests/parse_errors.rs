@@ -220,3 +220,34 @@ fn node_software_items_are_typed_node_agent_items() {
     let e = err(&text);
     assert_eq!(e.hint.as_deref(), Some("did you mean `extra`?"), "{e}");
 }
+
+#[test]
+fn names_that_a_command_would_take_for_an_option_are_refused_with_their_place() {
+    // An SSH user that is an ssh option would run a command on the laptop.
+    let text = GOOD.replace(
+        "    spec:\n      pools:\n        masters:",
+        "    spec:\n      user: \"-oProxyCommand=touch /tmp/pwned\"\n      pools:\n        masters:",
+    );
+    let e = err(&text);
+    assert_eq!(at(&e).0, line_of(&text, "ProxyCommand"));
+    assert!(e.message.contains("is not a user name"), "{e}");
+    assert!(e.hint.is_some());
+    for (item, field) in [
+        ("package: {name: -oDpkg::Pre-Invoke=x, version: 1}", "name"),
+        ("kernelmodule: {name: --force}", "name"),
+        ("unit: {name: -H.service}", "name"),
+        ("file: {path: /etc/x, content: y, owner: -R}", "owner"),
+    ] {
+        let text = WITH_LOCAL.replace(
+            "- file: {path: /etc/motd, content: \"managed by Orbiter\\n\"}",
+            &format!("- {item}"),
+        );
+        assert_ne!(text, WITH_LOCAL, "the item was not put in");
+        let e = err(&text);
+        assert_eq!(at(&e).0, line_of(&text, item), "{item}: {e}");
+        assert!(
+            e.message.contains(&format!("{field}: `-")) && e.message.contains("for an option"),
+            "{item}: {e}"
+        );
+    }
+}

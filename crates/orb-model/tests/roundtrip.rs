@@ -40,6 +40,7 @@ fn provider() -> impl Strategy<Value = StaticProvider> {
                                 id: Located::new(Id::parse(&format!("{mid}-{n}")).unwrap()),
                                 hostname: Hostname::parse(&format!("host-{n}.example")).unwrap(),
                                 ip: Located::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))),
+                                hostkey: None,
                             }
                         })
                         .collect();
@@ -47,7 +48,7 @@ fn provider() -> impl Strategy<Value = StaticProvider> {
                 })
                 .collect();
             StaticProvider {
-                user,
+                user: Located::new(user),
                 pools,
                 keys: StaticKeys {
                     bootstrapkeyprivate: a,

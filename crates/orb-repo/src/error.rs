@@ -70,6 +70,30 @@ pub enum RepoError {
     #[error("git {op} failed: {stderr}")]
     Git { op: String, stderr: String },
 
+    /// A git call did not finish in time (a hung server, a stalled network); it was killed.
+    #[error("git {op} did not finish within {} s and was stopped; hint: check the network and the server", after.as_secs())]
+    Timeout {
+        op: String,
+        after: std::time::Duration,
+    },
+
+    /// Another process held the persistent clone's lock for too long.
+    #[error("another orbctl or Orbiter has held {} for more than {} s; hint: if none runs, a hung git under it may: find it with `fuser {}`", path.display(), waited.as_secs(), path.display())]
+    Locked {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+
+    /// The fetched head does not descend from the one seen before: someone rewrote the history.
+    #[error(
+        "the repository's {branch} was rewritten: {new} does not descend from {seen}, the head this clone saw last; nothing is read from it until a person accepts it\n  hint: check what happened (`git log {seen}..{new}` in a clone); if it was meant, run `orbctl repo accept-history` (on the machine of an Orbiter inside the Orb: `orbctl -f /var/lib/orbiter/config repo accept-history`)"
+    )]
+    HistoryRewritten {
+        branch: String,
+        seen: String,
+        new: String,
+    },
+
     /// A helper program could not be started at all.
     #[error("cannot run {program}: {source}; install it (apt-get install {package})")]
     Tool {

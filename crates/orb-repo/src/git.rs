@@ -19,7 +19,14 @@ const GIT_OPTIONS: &[&str] = &[
     "gc.autoDetach=false",
     "maintenance.autoDetach=false",
     "protocol.version=2",
+    // https: a transfer slower than 1 KiB/s for 30 s is abandoned (ssh has ServerAlive*).
+    "http.lowSpeedLimit=1024",
+    "http.lowSpeedTime=30",
 ];
+
+/// Upper bound of one git call: a fetch or push of an Orb repository takes seconds; a hung
+/// server or network must not hang Orbiter.
+pub(crate) const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where the host key of an ssh remote is pinned; used to explain verification failures.
 pub(crate) struct SshHost {
@@ -218,6 +225,9 @@ impl Call<'_> {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so a deadline stops git and the ssh it started, which holds
+        // git's stderr (our pipe) too.
+        std::os::unix::process::CommandExt::process_group(&mut self.cmd, 0);
         let mut child = self.cmd.spawn().map_err(|e| RepoError::Tool {
             program: "git".to_owned(),
             package: "git".to_owned(),
@@ -226,16 +236,53 @@ impl Call<'_> {
         let op = self.op;
         let input = self.stdin.take();
         let pipe = child.stdin.take();
-        // Feed stdin from a second thread so a chatty child cannot deadlock us.
+        let mut out_pipe = child.stdout.take();
+        let mut err_pipe = child.stderr.take();
+        let io = |e: std::io::Error| RepoError::io(format!("waiting for git {op}"), e);
+        // Feed stdin and drain both outputs from threads of their own, so a chatty child cannot
+        // deadlock us, and wait with a deadline.
         std::thread::scope(|s| {
             if let (Some(data), Some(mut pipe)) = (input, pipe) {
                 s.spawn(move || {
                     let _ = pipe.write_all(&data);
                 });
             }
-            child
-                .wait_with_output()
-                .map_err(|e| RepoError::io(format!("waiting for git {op}"), e))
+            let drain = |p: &mut Option<_>| {
+                let mut buf = Vec::new();
+                if let Some(p) = p.as_mut() {
+                    let _ = std::io::Read::read_to_end(p, &mut buf);
+                }
+                buf
+            };
+            let out = s.spawn(move || drain(&mut out_pipe));
+            let err = s.spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(p) = err_pipe.as_mut() {
+                    let _ = std::io::Read::read_to_end(p, &mut buf);
+                }
+                buf
+            });
+            let deadline = std::time::Instant::now() + CALL_DEADLINE;
+            let status = loop {
+                if let Some(status) = child.try_wait().map_err(io)? {
+                    break status;
+                }
+                if std::time::Instant::now() >= deadline {
+                    // SAFETY: signalling the process group we created for this child.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                    let _ = child.wait();
+                    return Err(RepoError::Timeout {
+                        op: op.to_owned(),
+                        after: CALL_DEADLINE,
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            Ok(Output {
+                status,
+                stdout: out.join().unwrap_or_default(),
+                stderr: err.join().unwrap_or_default(),
+            })
         })
     }
 

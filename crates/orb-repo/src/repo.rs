@@ -52,6 +52,23 @@ impl OrbRepo {
     /// Connects to the repository of `cfg`: pins or verifies the SSH host key, creates the
     /// persistent clone in `opts.cache_dir/<orb_id>` (or reuses it) and fetches.
     pub fn open(cfg: &OrbConfig, opts: RepoOptions) -> Result<OrbRepo, RepoError> {
+        let mut repo = Self::connect(cfg, opts)?;
+        repo.fetch()?;
+        Ok(repo)
+    }
+
+    /// [`OrbRepo::open`] for a person who accepts a rewritten history (see
+    /// [`OrbRepo::accept_history`]); returns the heads before and now.
+    pub fn open_accepting_history(
+        cfg: &OrbConfig,
+        opts: RepoOptions,
+    ) -> Result<(OrbRepo, Option<String>, Option<String>), RepoError> {
+        let mut repo = Self::connect(cfg, opts)?;
+        let (seen, now) = repo.accept_history()?;
+        Ok((repo, seen, now))
+    }
+
+    fn connect(cfg: &OrbConfig, opts: RepoOptions) -> Result<OrbRepo, RepoError> {
         let url = parse(&cfg.url)?;
         check_author(&opts.author)?;
         let mut private = PrivateDir::new()?;
@@ -141,7 +158,7 @@ impl OrbRepo {
         }
         let git = Git::new(clone_dir, env, secrets, ssh);
         let branch = default_branch(&git, &remote)?;
-        let mut repo = OrbRepo {
+        Ok(OrbRepo {
             url,
             remote,
             git,
@@ -151,9 +168,7 @@ impl OrbRepo {
             author: opts.author,
             max_push_attempts: opts.max_push_attempts.max(1),
             private,
-        };
-        repo.fetch()?;
-        Ok(repo)
+        })
     }
 
     /// Brings the local clone up to date with the remote (one round trip when nothing changed).
@@ -162,25 +177,101 @@ impl OrbRepo {
         self.fetch_locked()
     }
 
-    /// [`OrbRepo::fetch`] for callers already holding the clone lock.
+    /// [`OrbRepo::fetch`] for callers already holding the clone lock. The remote's branches
+    /// arrive in `refs/orbiter/incoming/`; the default branch's head is taken only if it
+    /// descends from the one this clone saw last ([`RepoError::HistoryRewritten`] otherwise:
+    /// a force-push is never read silently, see [`OrbRepo::accept_history`]).
     pub(crate) fn fetch_locked(&mut self) -> Result<(), RepoError> {
+        let new = self.fetch_incoming()?;
+        let seen = self.rev(&self.tracking_ref())?;
+        if let Some(seen) = &seen
+            && new.as_deref() != Some(seen.as_str())
+        {
+            let descends = match &new {
+                Some(new) => self.is_ancestor(seen, new)?,
+                None => false,
+            };
+            if !descends {
+                return Err(RepoError::HistoryRewritten {
+                    branch: self.branch.clone(),
+                    seen: seen.clone(),
+                    new: new.unwrap_or_else(|| "(the branch is gone)".to_owned()),
+                });
+            }
+        }
+        self.take_incoming(new.as_deref())
+    }
+
+    /// A person accepts a rewritten history: the remote's head is taken whatever it descends
+    /// from. Returns (the head seen before, the head now).
+    pub fn accept_history(&mut self) -> Result<(Option<String>, Option<String>), RepoError> {
+        let _lock = FileLock::acquire(&self.lock_path)?;
+        let new = self.fetch_incoming()?;
+        let seen = self.rev(&self.tracking_ref())?;
+        self.take_incoming(new.as_deref())?;
+        Ok((seen, new))
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// Fetches every branch into `refs/orbiter/incoming/`; the default branch's head there.
+    fn fetch_incoming(&mut self) -> Result<Option<String>, RepoError> {
         self.git
             .call("fetch")
             .args(["--quiet", "--no-tags", "--prune", "--no-write-fetch-head"])
             .arg(&self.remote)
-            .arg("+refs/heads/*:refs/remotes/origin/*")
+            .arg("+refs/heads/*:refs/orbiter/incoming/*")
             .run()?;
+        self.rev(&format!("refs/orbiter/incoming/{}", self.branch))
+    }
+
+    /// Makes `new` the head this clone reads (and has seen).
+    fn take_incoming(&mut self, new: Option<&str>) -> Result<(), RepoError> {
+        match new {
+            Some(new) => {
+                self.git
+                    .call("update-ref")
+                    .arg(self.tracking_ref())
+                    .arg(new)
+                    .run()?;
+            }
+            None => {
+                self.git
+                    .call("update-ref")
+                    .args(["-d", &self.tracking_ref()])
+                    .run()?;
+            }
+        }
+        self.head = new.map(str::to_owned);
+        Ok(())
+    }
+
+    fn rev(&self, r: &str) -> Result<Option<String>, RepoError> {
         let out = self
             .git
             .call("rev-parse")
             .args(["--verify", "--quiet"])
-            .arg(format!("refs/remotes/origin/{}^{{commit}}", self.branch))
+            .arg(format!("{r}^{{commit}}"))
             .output()?;
-        self.head = out
+        Ok(out
             .status
             .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned());
-        Ok(())
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
+    }
+
+    fn is_ancestor(&self, old: &str, new: &str) -> Result<bool, RepoError> {
+        let out = self
+            .git
+            .call("merge-base")
+            .args(["--is-ancestor", old, new])
+            .output()?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(self.git.failure("merge-base", &out.stderr)),
+        }
     }
 
     /// The fetched head of the default branch.

@@ -327,3 +327,51 @@ fn relative_to_cwd(path: &Path) -> String {
     rel.push(path.strip_prefix("/").unwrap());
     rel.display().to_string()
 }
+
+#[test]
+fn a_force_pushed_history_is_refused_until_a_person_accepts_it() {
+    let bare = bare_repo();
+    let client = Client::new();
+    let mut repo = open(file_url(&bare.path), &client);
+    repo.update("one", |_| write("orbiter.yml", "a: 1\n"))
+        .unwrap();
+    repo.update("two", |_| write("orbiter.yml", "a: 2\n"))
+        .unwrap();
+    let seen = bare.head().unwrap();
+    // Someone rewrites main: one commit back, and another commit on top of that.
+    bare.git(&["update-ref", "refs/heads/main", "main~1"]);
+    let other_client = Client::new();
+    let mut other = open(file_url(&bare.path), &other_client);
+    other
+        .update("rewritten", |_| write("orbiter.yml", "a: evil\n"))
+        .unwrap();
+    let rewritten = bare.head().unwrap();
+
+    let e = repo.fetch().unwrap_err();
+    assert!(
+        matches!(&e, RepoError::HistoryRewritten { seen: s, new, .. } if *s == seen && *new == rewritten),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("orbctl repo accept-history"), "{e}");
+    // Nothing of the rewritten history is read meanwhile.
+    assert_eq!(repo.snapshot().head(), Some(seen.as_str()));
+    assert_eq!(
+        repo.snapshot().read("orbiter.yml").unwrap().unwrap(),
+        b"a: 2\n"
+    );
+    // A write refuses too: it fetches first.
+    assert!(matches!(
+        repo.update("on top", |_| write("x", "1")),
+        Err(RepoError::HistoryRewritten { .. })
+    ));
+    let (before, now) = repo.accept_history().unwrap();
+    assert_eq!(
+        (before.as_deref(), now.as_deref()),
+        (Some(seen.as_str()), Some(rewritten.as_str()))
+    );
+    repo.fetch().unwrap();
+    assert_eq!(
+        repo.snapshot().read("orbiter.yml").unwrap().unwrap(),
+        b"a: evil\n"
+    );
+}

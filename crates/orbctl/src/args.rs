@@ -73,6 +73,9 @@ pub enum Command {
     /// Clusters of the Orb (etcd)
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The Orb repository as this clone sees it
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Debian machines on this host (systemd-nspawn), for trying things and for the Local provider
     #[command(subcommand)]
     Local(orb_machines::cli::LocalCommand),
@@ -197,6 +200,10 @@ pub struct TakeoffArgs {
     /// default: the first ready machine of a Static provider
     #[arg(long, value_name = "ID")]
     pub orbiter_on: Option<String>,
+    /// Trust every SSH host key met for the first time that neither orbiter.yml (`hostkey:`)
+    /// nor the provider vouches for (for automation; on a terminal takeoff asks instead)
+    #[arg(long)]
+    pub accept_new_hostkeys: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +219,16 @@ pub enum ClusterCommand {
         /// The machine to drill on (`provider.machine`) [default: the first healthy member]
         #[arg(long)]
         on: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Accept a rewritten history (a force-push): until then every command refuses the
+    /// repository. Shows what changed first; asks on a terminal unless --yes
+    AcceptHistory {
+        #[arg(long)]
+        yes: bool,
     },
 }
 

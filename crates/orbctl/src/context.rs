@@ -78,13 +78,21 @@ fn open_repo_as(
     config: &OrbConfig,
     author: Author,
 ) -> Result<OrbRepo> {
+    Ok(OrbRepo::open(
+        config,
+        repo_options(global, config_path, author),
+    )?)
+}
+
+/// Where the clone and known_hosts live (beside the config) and how a new host key is met.
+pub fn repo_options(global: &Global, config_path: &std::path::Path, author: Author) -> RepoOptions {
     let mut opts = RepoOptions::beside_config(config_path, author);
     opts.host_key_policy = match &global.accept_host_key {
         Some(fp) => HostKeyPolicy::Accept(fp.clone()),
         None if std::io::stdin().is_terminal() => HostKeyPolicy::Prompt,
         None => HostKeyPolicy::KnownOnly,
     };
-    Ok(OrbRepo::open(config, opts)?)
+    opts
 }
 
 /// The person's git identity when they have one, else `user@host`: commits say who changed what.

@@ -81,6 +81,8 @@ fn takeoff(p: &Person, bins: &Binaries, timeout: &str, listen: &str) -> std::pro
             listen,
             "--interval",
             "1",
+            // The Static machines' keys are confirmed here; the Local ones are vouched for.
+            "--accept-new-hostkeys",
         ])
         .env("HOME", p.home.path())
         .env("GIT_AUTHOR_NAME", "Test Person")

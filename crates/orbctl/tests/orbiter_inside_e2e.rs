@@ -2,7 +2,8 @@
 //! on an SSH git server the machines reach. Takeoff hands over to an Orbiter service on one of
 //! them; then, with the laptop out of the loop: a reboot with the Orbiter killed in the middle
 //! (one reboot, not two), an unreachable machine while the others proceed, a changed host key
-//! refused until a person unpins it, and teardown removing the Orbiter from the Orb.
+//! refused until a person declares the new key in orbiter.yml, and teardown removing the
+//! Orbiter from the Orb.
 
 mod common;
 
@@ -106,7 +107,8 @@ fn orbiter_inside_the_orb_reboot_unreachable_hostkey_teardown() {
     });
 
     // A changed host key (as after a reinstall, which also ends every SSH session): refused,
-    // nothing written there, until a person unpins it.
+    // nothing written there; unpinning alone does not help (orbiter.yml declares the old key),
+    // declaring the new key does.
     sh(
         s3,
         "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; systemctl stop ssh; pkill -KILL sshd; systemctl start ssh",
@@ -137,6 +139,26 @@ fn orbiter_inside_the_orb_reboot_unreachable_hostkey_teardown() {
         .collect();
     assert_ne!(pins, unpinned, "no pin of lab.s3 in {pins}");
     human.commit(state::HOSTKEYS, &unpinned, "s3 was reinstalled: unpin it");
+    wait_for(
+        "s3 met again, and refused: it offers another key than orbiter.yml declares",
+        Duration::from_secs(120),
+        || {
+            let (state, err) = human.machine_state("lab.s3");
+            state == "new"
+                && err.is_some_and(|e| e.contains("orbiter.yml declares another host key"))
+        },
+    );
+    assert_eq!(sh(s3, "cat /etc/motd"), "two");
+    // The person reads the new key on the machine's console and declares it.
+    let new_key = sh(s3, "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub");
+    p.ok(&[
+        "file",
+        "patch",
+        "orbiter.yml",
+        "providers.lab.spec.pools.machines.2.hostkey",
+        "--value",
+        &new_key,
+    ]);
     wait_for(
         "s3 pinned again and updated",
         Duration::from_secs(180),

@@ -114,6 +114,7 @@ fn main() {
                 clusters: &orbiter::clusters::ClusterNeeds::default(),
                 secrets: &secrets,
                 digest: &digest,
+                host_keys: &Default::default(),
             });
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             steps = p.steps.len();

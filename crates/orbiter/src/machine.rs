@@ -59,6 +59,39 @@ pub struct MachineRef {
     pub hostname: String,
     pub ip: IpAddr,
     pub user: String,
+    /// What its SSH host key must be before first contact, and who says so; `None`: nobody,
+    /// so a person confirms the key it offers.
+    pub known_key: Option<KnownKey>,
+}
+
+/// A host key known before first contact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KnownKey {
+    /// The provider created the machine and read its key where the machine cannot forge it
+    /// (Local: on the host; clouds: the API): a public key line `alg base64`.
+    Vouched(String),
+    /// orbiter.yml declares it: a public key line or a `SHA256:` fingerprint.
+    Declared(String),
+}
+
+impl KnownKey {
+    /// Whether the key `line` (`alg base64`) with `fingerprint` (`SHA256:…`) is this one.
+    pub fn matches(&self, line: &str, fingerprint: &str) -> bool {
+        let (KnownKey::Vouched(k) | KnownKey::Declared(k)) = self;
+        let k = k.trim();
+        if k.starts_with("SHA256:") {
+            return k == fingerprint;
+        }
+        let first_two = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        first_two(k) == first_two(line)
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            KnownKey::Vouched(_) => "its provider created it with another host key",
+            KnownKey::Declared(_) => "orbiter.yml declares another host key",
+        }
+    }
 }
 
 /// Machines a provider names `<pool>-<n>` (Local, clouds): returns n, so pools sort

@@ -6,7 +6,7 @@ use crate::credentials::Credentials;
 use crate::machine::MachineRef;
 use crate::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
 use crate::providers::Provider;
-use crate::ssh::{HostKey, SshError, SshPool, Target, scan_host_key};
+use crate::ssh::{HostKey, Limits, SshError, SshPool, Target, scan_host_key};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use node_protocol::{NodeCurrent, paths};
@@ -15,6 +15,13 @@ use std::collections::BTreeMap;
 
 /// How many machines are talked to at once.
 pub const PARALLEL: usize = 8;
+
+/// What observing one machine may take: a machine that hangs or answers endlessly is reported
+/// (`timed out`, `wrote more than …`) and delays the others by no more than this.
+pub const OBSERVE_LIMITS: Limits = Limits {
+    deadline: std::time::Duration::from_secs(60),
+    max_output: 4 << 20,
+};
 
 /// One command gathers it all. The node-desired file holds secrets: only its digest comes back.
 fn gather() -> String {
@@ -141,7 +148,14 @@ pub fn observe_machine(
         (creds.bootstrap_private.as_deref(), Reach::Bootstrap),
     ] {
         let Some(key) = key else { continue };
-        match ssh.exec(&t, pinned, key, &as_root(&t.user, &gather()), None) {
+        match ssh.exec_within(
+            &t,
+            pinned,
+            key,
+            &as_root(&t.user, &gather()),
+            None,
+            OBSERVE_LIMITS,
+        ) {
             Ok(out) if out.success() => {
                 reach = how;
                 output = Some(out.stdout);
@@ -160,7 +174,13 @@ pub fn observe_machine(
             Err(SshError::HostKeyMismatch {
                 expected, found, ..
             }) => {
-                reach = Reach::HostKeyChanged { expected, found };
+                // Read the new key too: a person may have declared it in orbiter.yml.
+                let offered = scan_host_key(&t).ok();
+                reach = Reach::HostKeyChanged {
+                    expected,
+                    found,
+                    offered,
+                };
                 break;
             }
             Err(e) => {
@@ -171,42 +191,62 @@ pub fn observe_machine(
     }
     obs.reach = reach;
     if let Some(out) = output {
-        let text = String::from_utf8_lossy(&out);
-        let mut agent = AgentObserved {
-            version: String::new(),
-            sha256: String::new(),
-            active: false,
-        };
-        let mut installed = false;
-        for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            match k {
-                "agent" => {
-                    installed = true;
-                    agent.version = v
-                        .trim()
-                        .strip_prefix("node-agent ")
-                        .unwrap_or(v.trim())
-                        .to_owned();
-                }
-                "sha" => agent.sha256 = v.trim().to_owned(),
-                "active" => agent.active = v.trim() == "active",
-                "desired_sha" => obs.desired_sha256 = Some(v.trim().to_owned()),
-                "current" => {
-                    obs.current = decode(v).and_then(|t| {
-                        NodeCurrent::parse(&t, &format!("{}:{}", t_id(m), paths::CURRENT))
-                            .map_err(|e| tracing::warn!("{e}"))
-                            .ok()
-                    })
-                }
-                _ => {}
-            }
-        }
-        obs.agent = installed.then_some(agent);
+        let g = parse_gather(&String::from_utf8_lossy(&out), &t_id(m));
+        obs.agent = g.agent;
+        obs.desired_sha256 = g.desired_sha256;
+        obs.current = g.current;
     }
     obs
+}
+
+/// What a machine's answer to [`gather`] says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gathered {
+    /// `None` when no agent binary is installed.
+    pub agent: Option<AgentObserved>,
+    pub desired_sha256: Option<String>,
+    /// The agent's report; `None` when absent or unreadable (logged as a warning).
+    pub current: Option<NodeCurrent>,
+}
+
+/// Parses the `key=value` lines [`gather`] prints on `machine` (named in warnings). Never
+/// fails: unknown lines are skipped, an unreadable report is left out.
+pub fn parse_gather(text: &str, machine: &str) -> Gathered {
+    let mut g = Gathered::default();
+    let mut agent = AgentObserved {
+        version: String::new(),
+        sha256: String::new(),
+        active: false,
+    };
+    let mut installed = false;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k {
+            "agent" => {
+                installed = true;
+                agent.version = v
+                    .trim()
+                    .strip_prefix("node-agent ")
+                    .unwrap_or(v.trim())
+                    .to_owned();
+            }
+            "sha" => agent.sha256 = v.trim().to_owned(),
+            "active" => agent.active = v.trim() == "active",
+            "desired_sha" => g.desired_sha256 = Some(v.trim().to_owned()),
+            "current" => {
+                g.current = decode(v).and_then(|t| {
+                    NodeCurrent::parse(&t, &format!("{machine}:{}", paths::CURRENT))
+                        .map_err(|e| tracing::warn!("{e}"))
+                        .ok()
+                })
+            }
+            _ => {}
+        }
+    }
+    g.agent = installed.then_some(agent);
+    g
 }
 
 fn t_id(m: &MachineRef) -> String {

@@ -62,6 +62,8 @@ pub enum Reach {
     HostKeyChanged {
         expected: String,
         found: String,
+        /// The key it offers now, when it could be scanned.
+        offered: Option<HostKey>,
     },
     Unreachable(String),
     /// It answers, but no key Orbiter has logs in.

@@ -1,8 +1,9 @@
 //! The restore drill: proves that the latest (or a chosen) etcd snapshot restores. The snapshot
 //! is copied from the backup target to a member machine, checked against the SHA-256 recorded
-//! when it was taken, restored into a scratch directory and served by a temporary single-member
-//! etcd on 127.0.0.1 of that machine (ports apart from the member's), which must become healthy
-//! and serve the snapshot's keys. The member itself and its data are never touched; the scratch
+//! when it was taken, restored into a scratch directory (`mktemp -d`, 0700, holding the
+//! snapshot, its restored data and the logs: nothing at a predictable path) and served by a
+//! temporary single-member etcd on 127.0.0.1 of that machine (ports apart from the member's),
+//! which must become healthy and serve the snapshot's keys. The member itself and its data are never touched; the scratch
 //! directory and the temporary etcd are removed whatever happens.
 
 use crate::clusters::record_path;
@@ -32,19 +33,24 @@ pub struct DrillReport {
     pub keys_served: u64,
 }
 
-fn script(snapshot: &str) -> String {
-    let snap = crate::ssh::quote(snapshot);
+/// The drill on the member, as root. The snapshot arrives on stdin and goes into a fresh
+/// directory `mktemp -d` makes (0700, unpredictable name), with the restored data and the logs:
+/// nothing at a predictable path that someone on the machine could have prepared with a link.
+fn script() -> String {
     format!(
         r#"set -eu
-d=$(mktemp -d /var/tmp/orb-drill.XXXXXX)
+umask 077
+d=$(mktemp -d /var/tmp/orb-drill.XXXXXXXXXX)
 pid=
 # Every command guarded: under `set -e` a failing one (wait returns the signal) would end the
 # cleanup early with its status.
-trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$d" {snap}' EXIT
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; rm -rf "$d"' EXIT
+snap="$d/snapshot.db"
+cat > "$snap"
 if command -v etcdutl >/dev/null 2>&1; then T=etcdutl; else T='env ETCDCTL_API=3 etcdctl'; fi
-echo "@@sha $(sha256sum {snap} | cut -d' ' -f1)"
-echo "@@status $($T snapshot status {snap} -w json)"
-$T snapshot restore {snap} --name drill --data-dir "$d/data" --initial-cluster drill={PEER} --initial-advertise-peer-urls {PEER} >"$d/restore.log" 2>&1 || {{ tail -5 "$d/restore.log" >&2; exit 1; }}
+echo "@@sha $(sha256sum "$snap" | cut -d' ' -f1)"
+echo "@@status $($T snapshot status "$snap" -w json)"
+$T snapshot restore "$snap" --name drill --data-dir "$d/data" --initial-cluster drill={PEER} --initial-advertise-peer-urls {PEER} >"$d/restore.log" 2>&1 || {{ tail -5 "$d/restore.log" >&2; exit 1; }}
 etcd --name drill --data-dir "$d/data" --listen-client-urls {CLIENT} --advertise-client-urls {CLIENT} --listen-peer-urls {PEER} --initial-advertise-peer-urls {PEER} --initial-cluster drill={PEER} >"$d/etcd.log" 2>&1 &
 pid=$!
 E="env ETCDCTL_API=3 etcdctl --endpoints={CLIENT} --dial-timeout=2s"
@@ -106,17 +112,13 @@ pub fn restore_drill(
         .ssh
         .read_file(&t, pinned, login, path)?
         .ok_or_else(|| anyhow!("{from}: {path} does not exist"))?;
-    let scratch = format!("/var/tmp/orb-drill-{cluster}.db");
     let (t, pinned, login) = engine.login(&l, &on)?;
-    engine
-        .ssh
-        .write_file(&t, pinned, login, &scratch, 0o600, &bytes)?;
     let out = engine.ssh.exec(
         &t,
         pinned,
         login,
-        &as_root(&t.user, &script(&scratch)),
-        None,
+        &as_root(&t.user, &script()),
+        Some(&bytes),
     )?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.success() {
@@ -156,4 +158,25 @@ pub fn restore_drill(
         total_keys: num("totalKey"),
         keys_served,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_directory_is_private_and_unpredictable() {
+        let s = script();
+        assert!(s.contains("umask 077\nd=$(mktemp -d /var/tmp/orb-drill.XXXXXXXXXX)\n"));
+        assert!(s.contains("cat > \"$snap\"") && !s.contains("orb-drill-"));
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -466,3 +466,67 @@ fn connection_lost_mid_command_is_unreachable_not_a_command_status() {
     // The next command reconnects.
     assert_ne!(connection_pid(&pool, &m), conn);
 }
+
+#[test]
+fn a_command_that_hangs_is_killed_at_its_deadline_and_named() {
+    let m = machine();
+    let pool = SshPool::new().unwrap();
+    let limits = orbiter::ssh::Limits {
+        deadline: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let e = pool
+        .exec_within(&m.target, &m.pinned, &m.private, "sleep 1000", None, limits)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, SshError::TimedOut { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("timed out after 2 s") && e.to_string().contains("sleep 1000"),
+        "{e}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the deadline held the caller {took:?}"
+    );
+    // The connection still serves the next command.
+    let out = pool
+        .exec(&m.target, &m.pinned, &m.private, "echo alive", None)
+        .unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+}
+
+#[test]
+fn endless_output_is_cut_at_the_cap_and_the_command_killed() {
+    let m = machine();
+    let pool = SshPool::new().unwrap();
+    let limits = orbiter::ssh::Limits {
+        max_output: 1 << 20,
+        deadline: Duration::from_secs(60),
+    };
+    let started = Instant::now();
+    // Endless: `yes` never stops on its own.
+    let e = pool
+        .exec_within(&m.target, &m.pinned, &m.private, "yes", None, limits)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SshError::TooMuchOutput {
+                limit: 1_048_576,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing of it is kept: the next command's output is its own.
+    let out = pool
+        .exec(&m.target, &m.pinned, &m.private, "echo next", None)
+        .unwrap();
+    assert_eq!(out.stdout, b"next\n");
+}

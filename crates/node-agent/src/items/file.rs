@@ -4,11 +4,11 @@
 
 use super::{Action, Bytes, Op};
 use crate::error::{Error, Result};
+use crate::fsutil::nofollow::Parents;
 use crate::fsutil::{self, Kind, Meta};
 use crate::host::Host;
 use node_protocol::{Directory, File};
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 
 /// What is at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +39,7 @@ impl fmt::Display for Observed {
         match &self.state {
             PathState::Missing => write!(f, "absent"),
             PathState::Present { meta, sha256 } => {
-                let kind = match meta.kind {
-                    Kind::File => "file",
-                    Kind::Dir => "directory",
-                    Kind::Symlink => "symlink",
-                    Kind::Other => "special file",
-                };
+                let kind = fsutil::kind_name(meta.kind);
                 if sha256.is_empty() || self.secret {
                     write!(f, "{kind} {:04o} {}", meta.mode, self.owner_names)
                 } else {
@@ -61,20 +56,40 @@ impl fmt::Display for Observed {
     }
 }
 
-fn observe_path(host: &Host, path: &str, owner: &str, group: &str) -> Result<Observed> {
+/// How far an item trusts the directories above its path.
+fn parents(allow_unsafe: bool) -> Parents {
+    if allow_unsafe {
+        Parents::AnyOwner
+    } else {
+        Parents::RootOnly
+    }
+}
+
+/// `lstat` of the path and, for a regular file, the digest of its content. Nothing is
+/// followed: a link is observed as a link, a FIFO, socket or device as a special file (never
+/// opened), and a link among the directories above it is an error.
+fn observe_path(
+    host: &Host,
+    path: &str,
+    owner: &str,
+    group: &str,
+    parents: Parents,
+) -> Result<Observed> {
     let want_uid = host.uid(owner)?;
     let want_gid = host.gid(group)?;
-    let p = host.path(path);
-    let state = match fsutil::stat(&p)? {
+    let state = match host.entry(path, parents, None)? {
         None => PathState::Missing,
-        Some(meta) => {
-            let sha256 = if meta.kind == Kind::File {
-                fsutil::sha256_hex(&fsutil::read_opt(&p)?.unwrap_or_default())
-            } else {
-                String::new()
-            };
-            PathState::Present { meta, sha256 }
-        }
+        Some(entry) => match entry.stat()? {
+            None => PathState::Missing,
+            Some(meta) => {
+                let sha256 = if meta.kind == Kind::File {
+                    fsutil::sha256_hex(&entry.read()?.unwrap_or_default())
+                } else {
+                    String::new()
+                };
+                PathState::Present { meta, sha256 }
+            }
+        },
     };
     let owner_names = match &state {
         PathState::Present { meta, .. } => format!(
@@ -94,13 +109,25 @@ fn observe_path(host: &Host, path: &str, owner: &str, group: &str) -> Result<Obs
 }
 
 pub fn observe_file(host: &Host, f: &File) -> Result<Observed> {
-    let mut o = observe_path(host, &f.path, &f.owner, &f.group)?;
+    let mut o = observe_path(
+        host,
+        &f.path,
+        &f.owner,
+        &f.group,
+        parents(f.allow_unsafe_parents),
+    )?;
     o.secret = f.is_secret();
     Ok(o)
 }
 
 pub fn observe_dir(host: &Host, d: &Directory) -> Result<Observed> {
-    observe_path(host, &d.path, &d.owner, &d.group)
+    observe_path(
+        host,
+        &d.path,
+        &d.owner,
+        &d.group,
+        parents(d.allow_unsafe_parents),
+    )
 }
 
 fn meta_diff(meta: &Meta, mode: u32, uid: u32, gid: u32) -> Option<String> {
@@ -136,6 +163,7 @@ pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
                 uid: o.want_uid,
                 gid: o.want_gid,
                 owner: owner.clone(),
+                parents: parents(f.allow_unsafe_parents),
             },
             reason,
         )
@@ -161,6 +189,7 @@ pub fn plan_file(f: &File, o: &Observed) -> Result<Vec<Action>> {
                         uid: o.want_uid,
                         gid: o.want_gid,
                         owner,
+                        parents: parents(f.allow_unsafe_parents),
                     },
                     why,
                 )],
@@ -181,6 +210,7 @@ pub fn plan_dir(d: &Directory, o: &Observed) -> Result<Vec<Action>> {
                 uid: o.want_uid,
                 gid: o.want_gid,
                 owner,
+                parents: parents(d.allow_unsafe_parents),
             },
             "missing",
         )],
@@ -198,6 +228,7 @@ pub fn plan_dir(d: &Directory, o: &Observed) -> Result<Vec<Action>> {
                     uid: o.want_uid,
                     gid: o.want_gid,
                     owner,
+                    parents: parents(d.allow_unsafe_parents),
                 },
                 why,
             )],
@@ -226,7 +257,7 @@ impl fmt::Display for Owned {
 }
 
 pub fn observe_owned(host: &Host, path: &str) -> Result<Owned> {
-    Ok(Owned(fsutil::read_text_opt(&host.path(path))?))
+    Ok(Owned(host.read_text(path)?))
 }
 
 pub fn plan_owned(path: &str, want: Option<String>, o: &Owned) -> Vec<Action> {
@@ -245,6 +276,7 @@ pub fn plan_owned(path: &str, want: Option<String>, o: &Owned) -> Vec<Action> {
                 uid: 0,
                 gid: 0,
                 owner: "root:root".into(),
+                parents: Parents::RootOnly,
             },
             if have.is_some() {
                 "content differs"
@@ -255,28 +287,11 @@ pub fn plan_owned(path: &str, want: Option<String>, o: &Owned) -> Vec<Action> {
     }
 }
 
-pub fn write(host: &Host, path: &str, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
-    fsutil::write_atomic(&host.path(path), content, mode, Some((uid, gid)))
-}
-
-pub fn set_meta(host: &Host, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    let p = host.path(path);
-    std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
-        .map_err(|e| Error::io(format!("cannot chown {path}"), &e))?;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(format!("cannot chmod {path}"), &e))
-}
-
-pub fn create_dir(host: &Host, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    let p = host.path(path);
-    fsutil::create_dirs(&p, mode)?;
-    set_meta(host, path, mode, uid, gid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::items::{PassCtx, execute};
+    use std::os::unix::fs::PermissionsExt;
 
     fn host() -> (tempfile::TempDir, Host) {
         crate::host::scratch_host(&[
@@ -396,12 +411,7 @@ mod tests {
     #[test]
     fn directory_created_and_fixed() {
         let (_t, h) = host();
-        let d = Directory {
-            path: "/var/lib/app/data".into(),
-            mode: "0700".into(),
-            owner: "svc".into(),
-            group: "root".into(),
-        };
+        let d = Directory::new("/var/lib/app/data", "0700", "svc", "root");
         let plan = plan_dir(&d, &observe_dir(&h, &d).unwrap()).unwrap();
         assert!(matches!(plan[0].op, Op::CreateDir { .. }));
         apply_all(&h, &plan);

@@ -3,10 +3,12 @@
 
 use super::{Action, Op};
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::fsutil::{self, nofollow::Parents};
 use crate::host::Host;
 use node_protocol::Hostname;
 use std::fmt;
+
+const PROC_HOSTNAME: &str = "/proc/sys/kernel/hostname";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
@@ -37,21 +39,23 @@ fn kernel_hostname(host: &Host) -> Result<String> {
         let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
         Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
     } else {
-        Ok(
-            fsutil::read_text_opt(&host.path("/proc/sys/kernel/hostname"))?
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        )
+        // The stand-in for the kernel's name under a test root (see sysctl for why its
+        // directories' owners are not checked).
+        let name = match host.entry(PROC_HOSTNAME, Parents::AnyOwner, None)? {
+            Some(e) => e.read()?.map(fsutil::lossy),
+            None => None,
+        };
+        Ok(name.unwrap_or_default().trim().to_string())
     }
 }
 
 pub fn observe(host: &Host) -> Result<Observed> {
     Ok(Observed {
         kernel: kernel_hostname(host)?,
-        etc_hostname: fsutil::read_text_opt(&host.path("/etc/hostname"))?
+        etc_hostname: host
+            .read_text("/etc/hostname")?
             .map(|s| s.trim().to_string()),
-        hosts: fsutil::read_text_opt(&host.path("/etc/hosts"))?.unwrap_or_default(),
+        hosts: host.read_text("/etc/hosts")?.unwrap_or_default(),
     })
 }
 
@@ -84,11 +88,12 @@ pub fn plan(h: &Hostname, o: &Observed) -> Vec<Action> {
 }
 
 pub fn set(host: &Host, name: &str) -> Result<()> {
-    fsutil::write_atomic(
-        &host.path("/etc/hostname"),
+    host.write(
+        "/etc/hostname",
         format!("{name}\n").as_bytes(),
         0o644,
         None,
+        Parents::RootOnly,
     )?;
     if host.is_real_root() {
         // SAFETY: pointer and length describe `name`'s bytes.
@@ -97,7 +102,9 @@ pub fn set(host: &Host, name: &str) -> Result<()> {
         }
         Ok(())
     } else {
-        std::fs::write(host.path("/proc/sys/kernel/hostname"), name)
+        host.entry(PROC_HOSTNAME, Parents::AnyOwner, None)?
+            .ok_or_else(|| Error::new(format!("{PROC_HOSTNAME} does not exist")))?
+            .write_in_place(name.as_bytes())
             .map_err(|e| Error::io("cannot set host name", &e))
     }
 }
@@ -128,9 +135,14 @@ pub fn hosts_with(text: &str, name: &str) -> String {
 }
 
 pub fn write_hosts(host: &Host, name: &str) -> Result<()> {
-    let p = host.path("/etc/hosts");
-    let text = fsutil::read_text_opt(&p)?.unwrap_or_default();
-    fsutil::write_atomic(&p, hosts_with(&text, name).as_bytes(), 0o644, None)
+    let text = host.read_text("/etc/hosts")?.unwrap_or_default();
+    host.write(
+        "/etc/hosts",
+        hosts_with(&text, name).as_bytes(),
+        0o644,
+        None,
+        Parents::RootOnly,
+    )
 }
 
 #[cfg(test)]

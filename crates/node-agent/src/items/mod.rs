@@ -13,7 +13,11 @@ pub mod swap;
 pub mod sysctl;
 pub mod unit;
 
+#[cfg(test)]
+mod link_attacks;
+
 use crate::error::Result;
+use crate::fsutil::nofollow::Parents;
 use crate::host::Host;
 use node_protocol::{Content, Item, KernelModule, Sysctl};
 use std::fmt;
@@ -35,6 +39,8 @@ impl From<&Content> for Bytes {
 }
 
 /// One effect, with everything needed to carry it out (no further lookups at apply time).
+/// Paths are managed paths: never resolved through a link (see [`crate::fsutil::nofollow`]),
+/// their directories checked as `parents` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Replace a file's content atomically, with mode and owner.
@@ -45,6 +51,7 @@ pub enum Op {
         uid: u32,
         gid: u32,
         owner: String,
+        parents: Parents,
     },
     /// Fix mode/owner of an existing file or directory.
     SetMeta {
@@ -53,6 +60,7 @@ pub enum Op {
         uid: u32,
         gid: u32,
         owner: String,
+        parents: Parents,
     },
     CreateDir {
         path: String,
@@ -60,6 +68,7 @@ pub enum Op {
         uid: u32,
         gid: u32,
         owner: String,
+        parents: Parents,
     },
     RemoveFile {
         path: String,
@@ -382,9 +391,10 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
             mode,
             uid,
             gid,
+            parents,
             ..
         } => {
-            file::write(host, path, &content.0, *mode, *uid, *gid)?;
+            host.write(path, &content.0, *mode, Some((*uid, *gid)), *parents)?;
             let n = ctx.next();
             ctx.changed.push((path.clone(), n));
             Ok(())
@@ -394,16 +404,18 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
             mode,
             uid,
             gid,
+            parents,
             ..
-        } => file::set_meta(host, path, *mode, *uid, *gid),
+        } => host.set_meta(path, *mode, *uid, *gid, *parents),
         Op::CreateDir {
             path,
             mode,
             uid,
             gid,
+            parents,
             ..
-        } => file::create_dir(host, path, *mode, *uid, *gid),
-        Op::RemoveFile { path } => crate::fsutil::remove_opt(&host.path(path)).map(|_| ()),
+        } => host.create_dir(path, *mode, *uid, *gid, *parents),
+        Op::RemoveFile { path } => host.remove(path, Parents::RootOnly).map(|_| ()),
         Op::AptUpdate => {
             package::apt_update(host)?;
             ctx.apt_updated = true;

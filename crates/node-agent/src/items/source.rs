@@ -3,6 +3,7 @@
 use super::{Action, Op};
 use crate::error::Result;
 use crate::fsutil;
+use crate::fsutil::nofollow::Parents;
 use crate::host::Host;
 use node_protocol::Source;
 use std::fmt;
@@ -40,7 +41,8 @@ impl fmt::Display for Observed {
 
 pub fn observe(host: &Host, flavor: Flavor, s: &Source) -> Result<Observed> {
     Ok(Observed(
-        fsutil::read_opt(&host.path(path(flavor, &s.name)))?.map(|b| fsutil::sha256_hex(&b)),
+        host.read(&path(flavor, &s.name), Parents::RootOnly)?
+            .map(|b| fsutil::sha256_hex(&b)),
     ))
 }
 
@@ -59,6 +61,7 @@ pub fn plan(flavor: Flavor, s: &Source, o: &Observed) -> Vec<Action> {
             uid: 0,
             gid: 0,
             owner: "root:root".into(),
+            parents: Parents::RootOnly,
         },
         reason,
     );

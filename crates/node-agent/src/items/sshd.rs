@@ -5,7 +5,7 @@
 use super::{Action, Op};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
-use crate::fsutil;
+use crate::fsutil::{self, nofollow::Parents};
 use crate::host::Host;
 use node_protocol::Sshd;
 use node_protocol::paths::SSHD_DROPIN;
@@ -57,7 +57,7 @@ pub fn includes_dropins(sshd_config: &str) -> bool {
 pub fn observe(host: &Host) -> Result<Observed> {
     let main = fsutil::read_text_opt(&host.path("/etc/ssh/sshd_config"))?.unwrap_or_default();
     Ok(Observed {
-        dropin: fsutil::read_text_opt(&host.path(SSHD_DROPIN))?,
+        dropin: host.read_text(SSHD_DROPIN)?,
         included: includes_dropins(&main),
     })
 }
@@ -108,13 +108,12 @@ fn service_name(host: &Host) -> &'static str {
 }
 
 pub fn apply(host: &Host, content: Option<&str>) -> Result<()> {
-    let path = host.path(SSHD_DROPIN);
-    let previous = fsutil::read_opt(&path)?;
+    let write = |c: &[u8]| host.write(SSHD_DROPIN, c, 0o600, None, Parents::RootOnly);
+    let remove = || host.remove(SSHD_DROPIN, Parents::RootOnly).map(|_| ());
+    let previous = host.read(SSHD_DROPIN, Parents::RootOnly)?;
     match content {
-        Some(c) => fsutil::write_atomic(&path, c.as_bytes(), 0o600, None)?,
-        None => {
-            fsutil::remove_opt(&path)?;
-        }
+        Some(c) => write(c.as_bytes())?,
+        None => remove()?,
     }
     let test = Cmd::new("/usr/sbin/sshd").arg("-t");
     let checked = host.run(&test).and_then(|out| {
@@ -126,8 +125,8 @@ pub fn apply(host: &Host, content: Option<&str>) -> Result<()> {
     });
     if let Err(e) = checked {
         let restored = match &previous {
-            Some(p) => fsutil::write_atomic(&path, p, 0o600, None),
-            None => fsutil::remove_opt(&path).map(|_| ()),
+            Some(p) => write(p),
+            None => remove(),
         };
         let note = match restored {
             Ok(()) => "previous drop-in restored, sshd not reloaded",

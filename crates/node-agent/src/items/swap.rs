@@ -4,9 +4,11 @@
 use super::{Action, Op};
 use crate::error::Result;
 use crate::exec::Cmd;
-use crate::fsutil;
+use crate::fsutil::{self, nofollow::Parents};
 use crate::host::Host;
 use std::fmt;
+
+const FSTAB: &str = "/etc/fstab";
 
 const MARK: &str = "#node-agent swap off# ";
 
@@ -45,7 +47,7 @@ pub fn observe(host: &Host) -> Result<Observed> {
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect();
-    let fstab = fsutil::read_text_opt(&host.path("/etc/fstab"))?.unwrap_or_default();
+    let fstab = host.read_text(FSTAB)?.unwrap_or_default();
     Ok(Observed {
         active,
         fstab: fstab
@@ -97,13 +99,18 @@ pub fn fstab_without_swap(text: &str) -> String {
 }
 
 pub fn disable_in_fstab(host: &Host) -> Result<()> {
-    let p = host.path("/etc/fstab");
-    let text = fsutil::read_text_opt(&p)?.unwrap_or_default();
-    let meta = fsutil::stat(&p)?;
+    let text = host.read_text(FSTAB)?.unwrap_or_default();
+    let meta = host.stat(FSTAB, Parents::RootOnly)?;
     let (mode, owner) = meta
         .map(|m| (m.mode, Some((m.uid, m.gid))))
         .unwrap_or((0o644, None));
-    fsutil::write_atomic(&p, fstab_without_swap(&text).as_bytes(), mode, owner)
+    host.write(
+        FSTAB,
+        fstab_without_swap(&text).as_bytes(),
+        mode,
+        owner,
+        Parents::RootOnly,
+    )
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 
 use super::{Action, Op};
 use crate::error::{Error, Result};
+use crate::fsutil::{
+    self,
+    nofollow::{Entry, Parents},
+};
 use crate::host::Host;
 use node_protocol::Sysctl;
 use std::fmt;
@@ -31,16 +35,30 @@ impl fmt::Display for Observed {
     }
 }
 
+/// A `/proc/sys` entry, resolved without following links. Its directories' owners are not
+/// checked: procfs entries cannot be created, renamed or replaced by anyone, and inside a
+/// user or network namespace they may show an owner other than root.
+fn proc_entry(host: &Host, key: &str) -> Result<Option<Entry>> {
+    host.entry(&proc_path(key), Parents::AnyOwner, None)
+}
+
+fn missing(key: &str) -> Error {
+    Error::new(format!(
+        "sysctl {key} does not exist on this kernel ({} is missing); hint: a kernel module may need loading first",
+        proc_path(key)
+    ))
+}
+
 pub fn observe(host: &Host, s: &Sysctl) -> Result<Observed> {
-    let p = host.path(proc_path(&s.key));
-    match std::fs::read_to_string(&p) {
-        Ok(v) => Ok(Observed(normalize(&v))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(format!(
-            "sysctl {} does not exist on this kernel ({} is missing); hint: a kernel module may need loading first",
-            s.key,
-            proc_path(&s.key)
-        ))),
-        Err(e) => Err(Error::io(format!("cannot read sysctl {}", s.key), &e)),
+    let value = match proc_entry(host, &s.key)? {
+        Some(e) => e
+            .read()
+            .map_err(|e| e.context(format!("cannot read sysctl {}", s.key)))?,
+        None => None,
+    };
+    match value {
+        Some(v) => Ok(Observed(normalize(&fsutil::lossy(v)))),
+        None => Err(missing(&s.key)),
     }
 }
 
@@ -59,7 +77,8 @@ pub fn plan(s: &Sysctl, o: &Observed) -> Vec<Action> {
 }
 
 pub fn set(host: &Host, key: &str, value: &str) -> Result<()> {
-    std::fs::write(host.path(proc_path(key)), format!("{value}\n")).map_err(|e| {
+    let entry = proc_entry(host, key)?.ok_or_else(|| missing(key))?;
+    entry.write_in_place(format!("{value}\n").as_bytes()).map_err(|e| {
         let hint = if e.raw_os_error() == Some(libc::EROFS) || e.kind() == std::io::ErrorKind::PermissionDenied {
             " (read-only in this container or namespace; net.* keys need CAP_NET_ADMIN in the machine's own network namespace)"
         } else {

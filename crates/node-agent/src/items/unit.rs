@@ -5,6 +5,7 @@ use super::{Action, Op};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::fsutil;
+use crate::fsutil::nofollow::Parents;
 use crate::host::Host;
 use node_protocol::Unit;
 use std::collections::BTreeMap;
@@ -61,7 +62,9 @@ pub fn parse_show(text: &str) -> BTreeMap<String, String> {
 
 pub fn observe(host: &Host, u: &Unit) -> Result<Observed> {
     let sha = |p: String| -> Result<Option<String>> {
-        Ok(fsutil::read_opt(&host.path(p))?.map(|b| fsutil::sha256_hex(&b)))
+        Ok(host
+            .read(&p, Parents::RootOnly)?
+            .map(|b| fsutil::sha256_hex(&b)))
     };
     let file = if u.content.is_some() {
         sha(unit_path(&u.name))?
@@ -99,6 +102,7 @@ pub fn plan(u: &Unit, o: &Observed) -> Result<Vec<Action>> {
                 uid: 0,
                 gid: 0,
                 owner: "root:root".into(),
+                parents: Parents::RootOnly,
             },
             reason,
         )

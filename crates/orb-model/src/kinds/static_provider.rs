@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-fn default_user() -> String {
-    "orbiter".to_owned()
+fn default_user() -> Located<String> {
+    Located::new("orbiter".to_owned())
 }
 
-fn is_default_user(u: &String) -> bool {
+fn is_default_user(u: &Located<String>) -> bool {
     *u == default_user()
 }
 
@@ -26,7 +26,7 @@ fn is_default_user(u: &String) -> bool {
 pub struct StaticProvider {
     /// SSH user on every machine; needs passwordless sudo.
     #[serde(default = "default_user", skip_serializing_if = "is_default_user")]
-    pub user: String,
+    pub user: Located<String>,
     /// Pools of machines by name; clusters and node software refer to `<provider>.<pool>`.
     pub pools: BTreeMap<Id, Vec<StaticMachine>>,
     #[serde(default, skip_serializing_if = "StaticKeys::is_empty")]
@@ -45,6 +45,55 @@ pub struct StaticMachine {
     pub id: Located<Id>,
     pub hostname: Hostname,
     pub ip: Located<IpAddr>,
+    /// Its SSH host key, as a public key line (`ssh-ed25519 AAAA…`) or a fingerprint
+    /// (`SHA256:…`, as `ssh-keygen -lf` prints it): pinned before first contact, so the
+    /// machine is trusted without asking; a machine offering another key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostkey: Option<Located<String>>,
+}
+
+/// Checks the form of a declared host key: `SHA256:` and 43 base64 characters, or an OpenSSH
+/// public key line of a known algorithm.
+pub fn check_hostkey(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if let Some(b64) = v.strip_prefix("SHA256:") {
+        let ok = b64.len() == 43
+            && b64
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{v}` is not a SHA256 fingerprint (43 base64 characters after `SHA256:`)"
+            ))
+        };
+    }
+    let mut parts = v.split_whitespace();
+    let (Some(alg), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err(format!("`{v}` is neither `SHA256:…` nor a public key line"));
+    };
+    let known = [
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+    ];
+    if !known.contains(&alg) {
+        return Err(format!(
+            "`{alg}` is not an SSH host key algorithm (one of {})",
+            known.join(", ")
+        ));
+    }
+    if blob.len() < 16
+        || !blob
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+    {
+        return Err(format!("the key data of `{alg}` is not base64"));
+    }
+    Ok(())
 }
 
 /// SSH keys, all secrets. The bootstrap pair is given by the person; the maintenance pair is
@@ -106,7 +155,7 @@ impl StaticProviderV0 {
             }
         }
         Ok(StaticProvider {
-            user: self.remoteuser,
+            user: Located::new(self.remoteuser),
             pools: self.pools,
             keys: self.keys,
             rebootrequired: Vec::new(),
@@ -135,7 +184,7 @@ impl ProviderModel for StaticProvider {
     }
 
     fn ssh_user(&self) -> &str {
-        &self.user
+        &self.user.value
     }
 
     fn flags(&self, flag: MachineFlag) -> &[Located<Id>] {
@@ -162,10 +211,17 @@ impl ProviderModel for StaticProvider {
 
     /// Machine ids and addresses are unique within the provider; flags name its machines.
     fn validate(&self, _orb: &dyn OrbView, id: &Id, file: &str) -> Result<(), ModelError> {
+        check_user(&self.user, id, file)?;
         let mut ids = BTreeMap::new();
         let mut ips = BTreeMap::new();
         for (pool, machines) in &self.pools {
             for m in machines {
+                if let Some(k) = &m.hostkey
+                    && let Err(e) = check_hostkey(&k.value)
+                {
+                    return Err(ModelError::new(file, k.pos, format!("machine `{}`: hostkey: {e}", m.id))
+                        .with_hint("copy it from the machine: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints the fingerprint"));
+                }
                 if let Some(first) = ids.insert(m.id.value.clone(), pool) {
                     return Err(ModelError::new(file, m.id.pos, format!("machine id `{}` appears twice in provider `{id}` (pools `{first}` and `{pool}`)", m.id))
                         .with_hint("machine ids are unique within a provider"));
@@ -193,4 +249,23 @@ impl ProviderModel for StaticProvider {
         }
         Ok(())
     }
+}
+
+/// A POSIX user name: it is an argument of ssh and sudo, so it can never be read as an option.
+fn check_user(user: &Located<String>, id: &Id, file: &str) -> Result<(), ModelError> {
+    let u = user.value.as_str();
+    let ok = !u.is_empty()
+        && u.len() <= 32
+        && u.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if ok {
+        return Ok(());
+    }
+    Err(ModelError::new(
+        file,
+        user.pos,
+        format!("provider `{id}`: user `{}` is not a user name", u.escape_debug()),
+    )
+    .with_hint("a login name such as `orbiter`: lower-case letters, digits, `_`, `.` and `-`, starting with a letter or `_`, at most 32 characters"))
 }

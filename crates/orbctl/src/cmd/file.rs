@@ -87,9 +87,7 @@ pub fn edit(g: &Global, path: &str) -> Result<()> {
         |snap| {
             let now = read_text(snap, path)?;
             if now != original {
-                let keep =
-                    std::env::temp_dir().join(format!("orbctl-edit-{}-{name}", std::process::id()));
-                std::fs::write(&keep, &edited)?;
+                let keep = keep_conflict_copy(name, &edited)?;
                 bail!(
                     "{path} changed in the repository while you edited it; your version is saved at {}\n  hint: run `orbctl file edit {path}` again and carry your change over",
                     keep.display()
@@ -100,6 +98,24 @@ pub fn edit(g: &Global, path: &str) -> Result<()> {
     )?;
     super::report(&outcome, path);
     Ok(())
+}
+
+/// Saves the edited text of a lost race where the user can pick it up: a new file (0600,
+/// created exclusively under an unpredictable name) in the temp directory, so nobody else can
+/// read it or have prepared a link at its name.
+fn keep_conflict_copy(name: &str, text: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut f = tempfile::Builder::new()
+        .prefix(&format!("orbctl-edit-{name}."))
+        .rand_bytes(16)
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile()
+        .context("cannot save your version")?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.as_file().sync_all())
+        .context("cannot save your version")?;
+    let (_, path) = f.keep().context("cannot save your version")?;
+    Ok(path)
 }
 
 fn run_editor(file: &std::path::Path) -> Result<()> {
@@ -191,4 +207,28 @@ fn secrets_of(text: &str) -> Result<Vec<(String, Option<orb_secrets::Envelope>)>
         .into_iter()
         .map(|(p, s)| (p, s.clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn conflict_copies_are_private_and_unpredictable() {
+        let a = keep_conflict_copy("orbiter.yml", "mine\n").unwrap();
+        let b = keep_conflict_copy("orbiter.yml", "mine\n").unwrap();
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("orbctl-edit-orbiter.yml.") && name.len() > 30,
+                "{name}"
+            );
+            let m = std::fs::symlink_metadata(p).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+            assert_eq!(std::fs::read_to_string(p).unwrap(), "mine\n");
+            std::fs::remove_file(p).unwrap();
+        }
+    }
 }

@@ -6,11 +6,13 @@ mod file;
 mod import_orbos;
 mod node;
 mod orbiter;
+mod repo;
 mod secrets;
 mod validate;
 
 use crate::args::{
-    Cli, ClusterCommand, Command, FileCommand, NodeCommand, OrbiterCommand, SecretsCommand,
+    Cli, ClusterCommand, Command, FileCommand, NodeCommand, OrbiterCommand, RepoCommand,
+    SecretsCommand,
 };
 use anyhow::Result;
 use orb_repo::UpdateOutcome;
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
             snapshot,
             on,
         }) => cluster::restore_drill(g, &cluster, snapshot.as_deref(), on.as_deref()),
+        Command::Repo(RepoCommand::AcceptHistory { yes }) => repo::accept_history(g, yes),
         Command::Local(c) => orb_machines::cli::run(c),
     }
 }

@@ -125,7 +125,8 @@ pub fn exec(g: &Global, id: &str, command: &[String]) -> Result<()> {
     if command.is_empty() {
         ssh.arg("-t");
     }
-    ssh.arg(format!("{user}@{}", m.ip)).args(command);
+    // `-l` and `--`: neither the user nor the address can be read as an option.
+    ssh.arg("-l").arg(&user).arg("--").arg(&m.ip).args(command);
     let status = ssh
         .status()
         .context("cannot run ssh (install openssh-client)")?;

@@ -70,6 +70,15 @@ pub fn takeoff(g: &Global, a: TakeoffArgs) -> Result<()> {
         })
     };
     let mut engine = ctx.engine()?;
+    engine.host_keys.accept_all = a.accept_new_hostkeys;
+    if !a.accept_new_hostkeys && interactive() {
+        engine.ask_host_key = Some(Box::new(|machine, ip, fingerprint| {
+            let q = format!(
+                "First contact with {machine} ({ip}): its SSH host key is {fingerprint}. Trust it? [y/N]"
+            );
+            matches!(ask(&q, &['y', 'n']), Ok('y'))
+        }));
+    }
     let local = engine.load()?.providers.values().any(|p| p.on_this_host());
     let on = a
         .orbiter_on

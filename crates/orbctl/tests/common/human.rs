@@ -58,26 +58,42 @@ impl HumanClone {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Writes `file` on top of the newest head and pushes; a push that loses the race with a
+    /// running Orbiter is done again on the new head, as a person would.
     pub fn commit(&self, file: &str, content: &str, message: &str) {
         let w = self.work();
-        self.git(&["fetch", "--quiet", "origin"], &w);
-        self.git(&["reset", "--quiet", "--hard", "origin/main"], &w);
-        std::fs::write(w.join(file), content).unwrap();
-        self.git(&["add", file], &w);
-        self.git(
-            &[
-                "-c",
-                "user.name=Human",
-                "-c",
-                "user.email=h@example.test",
-                "commit",
-                "--quiet",
-                "-m",
-                message,
-            ],
-            &w,
-        );
-        self.git(&["push", "--quiet", "origin", "HEAD:main"], &w);
+        for _ in 0..10 {
+            self.git(&["fetch", "--quiet", "origin"], &w);
+            self.git(&["reset", "--quiet", "--hard", "origin/main"], &w);
+            std::fs::write(w.join(file), content).unwrap();
+            self.git(&["add", file], &w);
+            self.git(
+                &[
+                    "-c",
+                    "user.name=Human",
+                    "-c",
+                    "user.email=h@example.test",
+                    "commit",
+                    "--quiet",
+                    "-m",
+                    message,
+                ],
+                &w,
+            );
+            let pushed = Command::new("git")
+                .current_dir(&w)
+                .env("GIT_SSH_COMMAND", &self.ssh)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .args(["push", "--quiet", "origin", "HEAD:main"])
+                .output()
+                .unwrap();
+            if pushed.status.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        panic!("could not push {file} within 10 attempts");
     }
 
     /// The commit `origin/main` points at.

@@ -108,16 +108,18 @@ impl StaticLab {
         log
     }
 
-    /// `provider lab` with a pool `machines` of s1, s2, s3, as orbiter.yml lines.
+    /// `provider lab` with a pool `machines` of s1, s2, s3, as orbiter.yml lines, each with
+    /// the host key the person knows it by (as a person copies it from the machine's console).
     pub fn provider_yaml(&self) -> String {
         let mut s = String::from(
             "providers:\n  lab:\n    kind: StaticProvider\n    version: v1\n    spec:\n      pools:\n        machines:\n",
         );
         for m in &self.machines {
             s.push_str(&format!(
-                "          - id: {id}\n            hostname: {id}\n            ip: {ip}\n",
+                "          - id: {id}\n            hostname: {id}\n            ip: {ip}\n            hostkey: \"{key}\"\n",
                 id = m.id(),
-                ip = m.ip()
+                ip = m.ip(),
+                key = m.host_public_key().unwrap()
             ));
         }
         s

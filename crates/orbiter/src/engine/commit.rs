@@ -183,7 +183,7 @@ fn machine_current(m: &MachineObserved, l: &Loaded, p: &Plan) -> MachineCurrent 
     let (state, error) = match &m.reach {
         Reach::HostKeyChanged { .. } => ("refused", blocked),
         Reach::Unreachable(_) | Reach::AuthFailed(_) => ("unreachable", blocked),
-        Reach::NotPinned(_) => ("new", None),
+        Reach::NotPinned(_) => ("new", blocked),
         _ if l.errors.contains_key(key) => ("failed", l.errors.get(key).cloned()),
         _ if machine_ready(m, &l.recorded) => ("ready", None),
         _ => (

@@ -33,9 +33,18 @@ use std::sync::Arc;
 /// the next fetch.
 pub const MAX_ROUNDS: usize = 6;
 
+/// Asks a person whether to trust a host key met for the first time: (machine, address,
+/// fingerprint) → yes.
+pub type AskHostKey = Box<dyn Fn(&MachineKey, &str, &str) -> bool + Send + Sync>;
+
 pub struct Engine {
     pub repo: OrbRepo,
     keys: Keys,
+    /// First-contact host keys a person confirmed (`--accept-new-hostkeys`, or answers).
+    pub host_keys: crate::plan::HostKeyConsent,
+    /// How to ask a person at a terminal; `None` (the daemon): never asked, never trusted.
+    pub ask_host_key: Option<AskHostKey>,
+    host_keys_refused: BTreeSet<(MachineKey, String)>,
     pub ssh: SshPool,
     pub agent: AgentBinary,
     desired: load::DesiredState,
@@ -56,6 +65,9 @@ impl Engine {
         Ok(Engine {
             repo,
             keys,
+            host_keys: Default::default(),
+            ask_host_key: None,
+            host_keys_refused: BTreeSet::new(),
             ssh: SshPool::new()?,
             agent,
             desired: load::DesiredState::default(),
@@ -84,7 +96,17 @@ impl Engine {
                 let (t, pinned, login) = session(l, m)?;
                 let out = self
                     .ssh
-                    .exec(&t, pinned, login, &as_root(&t.user, &command), None)
+                    .exec_within(
+                        &t,
+                        pinned,
+                        login,
+                        &as_root(&t.user, &command),
+                        None,
+                        crate::observe::OBSERVE_LIMITS,
+                    )
+                    .map_err(
+                        |e| tracing::warn!(machine = %m.machine.key, "cluster observation: {e}"),
+                    )
                     .ok()?;
                 Some((
                     m.machine.key.clone(),
@@ -120,7 +142,8 @@ impl Engine {
         needs
     }
 
-    pub fn plan(&self, l: &Loaded, observed: &Observed, clusters: &ClusterNeeds) -> Plan {
+    pub fn plan(&mut self, l: &Loaded, observed: &Observed, clusters: &ClusterNeeds) -> Plan {
+        self.ask_about_new_host_keys(observed);
         let now = format_rfc3339(now_secs());
         let key = l.key.clone();
         let digest = move |b: &[u8]| key.digest(b);
@@ -134,14 +157,51 @@ impl Engine {
             clusters,
             secrets: &l.software_secrets,
             digest: &digest,
+            host_keys: &self.host_keys,
         })
+    }
+
+    /// Before planning: a person at a terminal is asked about host keys met for the first
+    /// time that nobody vouches for; their answers hold for this process.
+    fn ask_about_new_host_keys(&mut self, observed: &Observed) {
+        let Some(ask) = &self.ask_host_key else {
+            return;
+        };
+        for m in observed.machines() {
+            if let crate::observed::Reach::NotPinned(k) = &m.reach
+                && m.machine.known_key.is_none()
+            {
+                let fp = k.fingerprint();
+                let pair = (m.machine.key.clone(), fp.clone());
+                if self.host_keys.accepts(&pair.0, &fp) || self.host_keys_refused.contains(&pair) {
+                    continue;
+                }
+                if ask(&m.machine.key, &m.machine.ip.to_string(), &fp) {
+                    self.host_keys.accepted.insert(pair);
+                } else {
+                    self.host_keys_refused.insert(pair);
+                }
+            }
+        }
     }
 
     /// One observe → cluster plans → plan pass. Changes nothing anywhere.
     pub fn observe_and_plan(&mut self, l: &mut Loaded) -> (Observed, Plan) {
         let observed = self.observe(l);
+        for m in observed.machines() {
+            tracing::debug!(machine = %m.machine.key, reach = ?m.reach, "observed");
+        }
         let needs = self.cluster_needs(l, &observed);
         let p = self.plan(l, &observed, &needs);
+        tracing::debug!(
+            steps = p.steps.len(),
+            waiting = p.waiting.len(),
+            blocked = p.blocked.len(),
+            "planned"
+        );
+        for w in &p.waiting {
+            tracing::debug!("waiting: {w}");
+        }
         (observed, p)
     }
 

@@ -9,7 +9,7 @@ use crate::observe::{as_root, target};
 use crate::observed::{MachineObserved, Reach};
 use crate::ssh::{HostKey, SshPool, Target, quote};
 use anyhow::{Result, anyhow};
-use node_protocol::install::install_script;
+use node_protocol::install::{install_script, upload_script};
 use node_protocol::paths;
 
 /// Applies one machine's steps; shared read-only across the worker threads.
@@ -70,19 +70,37 @@ impl MachineCtx<'_> {
             }
             Action::InstallAgent { .. } => {
                 let bytes = std::fs::read(&self.agent.path)?;
-                self.ssh
-                    .write_file(&t, pinned, login, paths::UPLOAD, 0o700, &bytes)?;
-                let script =
-                    install_script(&self.agent.release.sha256, &self.agent.release.version);
+                // Into the machine's root-only upload directory, under a name mktemp makes up
+                // there (never a fixed name in a world-writable directory); it prints the name.
                 let out = self.ssh.exec(
                     &t,
                     pinned,
                     login,
-                    &if t.user == "root" {
-                        "sh -s".to_owned()
-                    } else {
-                        "sudo -n sh -s".to_owned()
-                    },
+                    &as_root(&t.user, &upload_script()),
+                    Some(&bytes),
+                )?;
+                if !out.success() {
+                    return Err(anyhow!(
+                        "{key}: uploading node-agent failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                let upload = uploaded_path(&out.stdout).ok_or_else(|| {
+                    anyhow!(
+                        "{key}: the upload script printed no path in {}",
+                        paths::UPLOAD_DIR
+                    )
+                })?;
+                // The script checks the copy it installs (sha256, --version) and removes the upload.
+                let script =
+                    install_script(&self.agent.release.sha256, &self.agent.release.version);
+                let sudo = if t.user == "root" { "" } else { "sudo -n " };
+                let out = self.ssh.exec(
+                    &t,
+                    pinned,
+                    login,
+                    &format!("{sudo}sh -s -- {}", quote(&upload)),
                     Some(script.as_bytes()),
                 )?;
                 if !out.success() {
@@ -119,6 +137,16 @@ pub(super) fn run(ssh: &SshPool, t: &Target, pinned: &HostKey, key: &str, cmd: &
         ));
     }
     Ok(())
+}
+
+/// The path the upload script printed last: a file directly in the upload directory, with
+/// nothing a shell would take specially (it is quoted anyway).
+fn uploaded_path(stdout: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stdout);
+    let path = text.lines().last()?.trim();
+    let name = path.strip_prefix(paths::UPLOAD_DIR)?.strip_prefix('/')?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    (!name.is_empty() && !name.starts_with('.') && name.chars().all(plain)).then(|| path.to_owned())
 }
 
 /// How `m` is logged in on as observed: the bootstrap key while only it works, the maintenance
@@ -219,5 +247,28 @@ impl Engine {
             return Err(anyhow!("exit {}: {}", out.status, last.trim()));
         }
         Ok(stdout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_name_in_the_upload_directory_is_taken() {
+        let dir = paths::UPLOAD_DIR;
+        let ok = format!("{dir}/node-agent.Ab3xYz09Qq");
+        assert_eq!(uploaded_path(format!("noise\n{ok}\n").as_bytes()), Some(ok));
+        for bad in [
+            String::new(),
+            "/var/tmp/node-agent.upload".to_owned(),
+            format!("{dir}/../../../etc/shadow"),
+            format!("{dir}/sub/x"),
+            format!("{dir}/"),
+            format!("{dir}/x;reboot"),
+            format!("{dir}x/y"),
+        ] {
+            assert_eq!(uploaded_path(bad.as_bytes()), None, "{bad}");
+        }
     }
 }

@@ -3,9 +3,11 @@
 
 use super::{PlanInput, machine_ready};
 use crate::action::{Action, Plan};
+use crate::machine::KnownKey;
 use crate::node_desired::{items_for, next_doc};
 use crate::observe::sha256_hex;
 use crate::observed::{MachineObserved, Reach};
+use crate::ssh::HostKey;
 use node_protocol::timefmt::{format_rfc3339, parse_rfc3339};
 use orb_model::Id;
 use std::collections::BTreeSet;
@@ -27,11 +29,35 @@ pub(super) fn plan_machines(
         }
         match &m.reach {
             Reach::NotPinned(k) => {
-                plan.step(Action::PinHostKey { machine: key.clone(), fingerprint: k.fingerprint(), key: k.clone() }, "first contact: its host key is recorded in the repository and required from now on");
+                first_contact(input, m, k, plan);
                 continue;
             }
-            Reach::HostKeyChanged { expected, found } => {
-                plan.blocked.push((key.clone(), format!("host key changed: pinned {expected}, offered {found}; if the machine was reinstalled, remove its entry from orbiter/hostkeys.yml")));
+            Reach::HostKeyChanged {
+                expected,
+                found,
+                offered,
+            } => {
+                // A person declared the machine's new key in orbiter.yml (after a reinstall).
+                let declared = matches!(&m.machine.known_key, Some(KnownKey::Declared(_)));
+                match offered {
+                    Some(k)
+                        if declared
+                            && m.machine
+                                .known_key
+                                .as_ref()
+                                .is_some_and(|d| d.matches(&k.0, &k.fingerprint())) =>
+                    {
+                        plan.step(
+                            Action::PinHostKey {
+                                machine: key.clone(),
+                                fingerprint: k.fingerprint(),
+                                key: k.clone(),
+                            },
+                            format!("orbiter.yml declares its new host key (pinned was {expected})"),
+                        );
+                    }
+                    _ => plan.blocked.push((key.clone(), format!("host key changed: pinned {expected}, offered {found}; if the machine was reinstalled, declare its new key in orbiter.yml (`hostkey: {found}`) or remove its entry from orbiter/hostkeys.yml and confirm it again"))),
+                }
                 continue;
             }
             Reach::Unreachable(e) | Reach::AuthFailed(e) => {
@@ -93,6 +119,50 @@ pub(super) fn plan_machines(
             );
         }
     }
+}
+
+/// First contact: the key the machine offers is pinned only if somebody who can know vouches
+/// for it — its provider (it made the machine), orbiter.yml (a person declared it), or a person
+/// confirming it now. A machine offering another key than the one known is refused.
+fn first_contact(input: &PlanInput<'_>, m: &MachineObserved, k: &HostKey, plan: &mut Plan) {
+    let key = &m.machine.key;
+    let fp = k.fingerprint();
+    let why = match &m.machine.known_key {
+        Some(known) if known.matches(&k.0, &fp) => match known {
+            KnownKey::Vouched(_) => "first contact: its provider created it with this host key",
+            KnownKey::Declared(_) => "first contact: the host key orbiter.yml declares",
+        },
+        Some(known) => {
+            plan.blocked.push((
+                key.clone(),
+                format!(
+                    "first contact: it offers host key {fp}, but {}; refused (if it was reinstalled, declare its new key in orbiter.yml)",
+                    known.describe()
+                ),
+            ));
+            return;
+        }
+        None if input.host_keys.accepts(key, &fp) => {
+            "first contact: a person confirmed its host key"
+        }
+        None => {
+            plan.blocked.push((
+                key.clone(),
+                format!(
+                    "first contact: it offers host key {fp}, which nobody confirmed; run `orbctl takeoff` on a terminal (it asks), pass --accept-new-hostkeys, or declare `hostkey: {fp}` for it in orbiter.yml"
+                ),
+            ));
+            return;
+        }
+    };
+    plan.step(
+        Action::PinHostKey {
+            machine: key.clone(),
+            fingerprint: fp,
+            key: k.clone(),
+        },
+        format!("{why}; it is recorded in the repository and required from now on"),
+    );
 }
 
 /// The agent runs, in this Orbiter's version and build.

@@ -21,6 +21,23 @@ use orb_model::registry::MachineFlag;
 use orb_model::{Id, Orb};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// New host keys a person confirmed: all of them (`--accept-new-hostkeys`), or these
+/// (machine, fingerprint) pairs. Everything else met for the first time waits.
+#[derive(Clone, Debug, Default)]
+pub struct HostKeyConsent {
+    pub accept_all: bool,
+    pub accepted: BTreeSet<(MachineKey, String)>,
+}
+
+impl HostKeyConsent {
+    pub fn accepts(&self, machine: &MachineKey, fingerprint: &str) -> bool {
+        self.accept_all
+            || self
+                .accepted
+                .contains(&(machine.clone(), fingerprint.to_owned()))
+    }
+}
+
 pub struct PlanInput<'a> {
     pub orb: &'a Orb,
     /// The provider of every `orbiter.yml` provider, built from its subtree.
@@ -36,6 +53,8 @@ pub struct PlanInput<'a> {
     pub secrets: &'a SoftwareSecrets,
     /// The keyed digest records hold instead of secret values.
     pub digest: &'a Digest,
+    /// First-contact host keys a person confirmed.
+    pub host_keys: &'a HostKeyConsent,
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Plan {
@@ -68,6 +87,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             continue;
         };
         if !recorded.maintenance_keys.contains(pid) {
+            // Machines Orbiter pinned or wrote to trust the old key: a new one would lock it
+            // out, so a missing key (orbiter/secrets.yml deleted or rolled back) is an error.
+            let managed = recorded
+                .pinned
+                .keys()
+                .chain(recorded.node_desired.keys())
+                .filter(|k| k.provider == *pid)
+                .count();
+            if managed > 0 {
+                plan.waiting.push(format!(
+                    "provider {pid}: its maintenance key is missing from orbiter/secrets.yml although Orbiter manages {managed} of its machines; restore the file from the repository's history (a new key would lock Orbiter out); nothing is done on them meanwhile"
+                ));
+                continue;
+            }
             plan.step(
                 Action::GenerateMaintenanceKey {
                     provider: pid.clone(),

@@ -6,7 +6,7 @@
 
 use super::{MachinesInput, Provider};
 use crate::action::{Action, Plan};
-use crate::machine::{MachineKey, MachineRef, pool_index};
+use crate::machine::{KnownKey, MachineKey, MachineRef, pool_index};
 use crate::observed::{MachineObserved, PackageCatalog, Reach};
 use crate::recorded::machine_ready;
 use anyhow::{Context as _, Result};
@@ -52,7 +52,13 @@ impl LocalMachines {
         Ok(Some(Group::attach(host, &self.group)?))
     }
 
-    fn to_ref(&self, id: &str, hostname: &str, ip: IpAddr) -> Result<MachineRef> {
+    fn to_ref(
+        &self,
+        id: &str,
+        hostname: &str,
+        ip: IpAddr,
+        host_key: Option<String>,
+    ) -> Result<MachineRef> {
         let machine = Id::parse(id).map_err(anyhow::Error::msg)?;
         let pool = self
             .pools
@@ -67,6 +73,7 @@ impl LocalMachines {
             hostname: hostname.to_owned(),
             ip,
             user: "orbiter".into(),
+            known_key: host_key.map(KnownKey::Vouched),
         })
     }
 
@@ -198,7 +205,15 @@ impl Provider for LocalMachines {
         group
             .machines()?
             .into_iter()
-            .map(|m| self.to_ref(&m.id, &m.hostname, IpAddr::V4(m.ip)))
+            .map(|m| {
+                // Generated on this host when the machine was made: the machine cannot forge it.
+                let key = group
+                    .machine(&m.id)
+                    .and_then(|h| h.host_public_key())
+                    .ok()
+                    .filter(|k| !k.is_empty());
+                self.to_ref(&m.id, &m.hostname, IpAddr::V4(m.ip), key)
+            })
             .collect()
     }
 
@@ -238,7 +253,8 @@ impl Provider for LocalMachines {
             )?,
         };
         let m = group.create_machine(machine.as_str())?;
-        self.to_ref(m.id(), m.hostname(), IpAddr::V4(m.ip()))
+        let key = m.host_public_key().ok();
+        self.to_ref(m.id(), m.hostname(), IpAddr::V4(m.ip()), key)
     }
 
     fn destroy(&self, key: &MachineKey) -> Result<()> {

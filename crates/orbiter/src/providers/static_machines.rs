@@ -3,7 +3,7 @@
 
 use super::{MachinesInput, Provider};
 use crate::action::Plan;
-use crate::machine::{MachineKey, MachineRef};
+use crate::machine::{KnownKey, MachineKey, MachineRef};
 use crate::observed::PackageCatalog;
 use anyhow::{Result, bail};
 use orb_model::Id;
@@ -33,7 +33,11 @@ pub fn listed_machines(pid: &Id, s: &StaticProvider) -> Vec<MachineRef> {
                 pool: pool.clone(),
                 hostname: m.hostname.to_string(),
                 ip: m.ip.value,
-                user: s.user.clone(),
+                user: s.user.value.clone(),
+                known_key: m
+                    .hostkey
+                    .as_ref()
+                    .map(|k| KnownKey::Declared(k.value.clone())),
             })
         })
         .collect()

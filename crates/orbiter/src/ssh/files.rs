@@ -7,20 +7,23 @@ use super::{HostKey, SshError, SshPool, Target, quote};
 /// Exit status of the read script for "no such file" (distinct from cat's and sudo's 1).
 const MISSING: i32 = 44;
 
-/// Writes stdin to a temp file next to the destination, sets the mode, flushes it to disk
-/// and renames it over the destination: readers see the old or the new file, never a part.
-/// Creates missing parent directories. Arguments: PATH MODE.
+/// Writes stdin to a fresh temp file next to the destination (`mktemp`: an unpredictable name,
+/// created exclusively, 0600, so nobody can plant a link there first), sets the mode, flushes it
+/// to disk and renames it over the destination (`mv -T`: a directory or link at the
+/// destination is replaced, never followed): readers see the old or the new file, never a part.
+/// Creates missing parent directories; a parent that is a symlink is refused. Arguments: PATH MODE.
 const WRITE_SCRIPT: &str = r#"set -e
 p=$1
 d=$(dirname -- "$p")
 mkdir -p -- "$d"
-t="$d/.$(basename -- "$p").orbiter-tmp.$$"
-trap 'rm -f -- "$t"' EXIT
+if [ -L "$d" ]; then echo "$d is a symlink; refused" >&2; exit 45; fi
 umask 077
+t=$(mktemp -- "$d/.$(basename -- "$p").orbiter-XXXXXXXXXX")
+trap 'rm -f -- "$t"' EXIT
 cat > "$t"
 chmod "$2" "$t"
 sync -- "$t" 2>/dev/null || :
-mv -f -- "$t" "$p"
+mv -fT -- "$t" "$p"
 trap - EXIT"#;
 
 /// Prints the file, or exits MISSING when it does not exist. Argument: PATH.

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::process::{capture, tool};
+use super::process::{Captured, capture, tool};
 use super::{SshError, Target};
 
 /// `ssh-keyscan -T`: seconds to wait for the server.
@@ -85,12 +85,18 @@ pub fn scan_host_key(t: &Target) -> Result<HostKey, SshError> {
             .arg(t.host.to_string()),
         None,
         // One timeout per key type, plus slack; ssh-keyscan enforces its own -T.
-        Some(Duration::from_secs(KEYSCAN_TIMEOUT_SECS * 3 + 5)),
-    )?
-    .ok_or_else(|| SshError::Unreachable {
-        target: t.id.clone(),
-        reason: format!("ssh-keyscan {}:{} did not finish in time", t.host, t.port),
-    })?;
+        Duration::from_secs(KEYSCAN_TIMEOUT_SECS * 3 + 5),
+        64 * 1024,
+    )?;
+    let Captured::Done(out) = out else {
+        return Err(SshError::Unreachable {
+            target: t.id.clone(),
+            reason: format!(
+                "ssh-keyscan {}:{} did not finish in time or answered too much",
+                t.host, t.port
+            ),
+        });
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let keys: Vec<HostKey> = stdout
         .lines()

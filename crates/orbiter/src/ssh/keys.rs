@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use super::SshError;
-use super::process::{capture, exit_code, tool};
+use super::process::{Captured, capture, exit_code, tool};
 use super::workdir::scrub;
 
 /// Generates an ed25519 key pair with `ssh-keygen`: (private key in OpenSSH PEM form, public
@@ -30,9 +30,14 @@ pub fn generate_keypair(comment: &str) -> Result<(String, String), SshError> {
             .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
             .arg(&key),
         None,
-        Some(Duration::from_secs(30)),
-    )?
-    .ok_or_else(|| SshError::Io("ssh-keygen did not finish within 30 s".to_owned()))?;
+        Duration::from_secs(30),
+        64 * 1024,
+    )?;
+    let Captured::Done(out) = out else {
+        return Err(SshError::Io(
+            "ssh-keygen did not finish within 30 s".to_owned(),
+        ));
+    };
     let status = exit_code("ssh-keygen", out.status)?;
     let result = if status != 0 {
         Err(SshError::Io(format!(

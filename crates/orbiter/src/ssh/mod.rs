@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 pub use hostkey::{HostKey, scan_host_key};
 pub use keys::generate_keypair;
-pub use pool::SshPool;
+pub use pool::{COMMAND_DEADLINE, Limits, OUTPUT_CAP, SshPool};
 
 /// Where and how to reach one machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -84,6 +84,21 @@ pub enum SshError {
         cmd_summary: String,
         status: i32,
         stderr: String,
+    },
+    /// The command did not finish within its deadline; it was killed (the machine may still be
+    /// doing it).
+    #[error("{target}: timed out after {} s: `{cmd_summary}`", after.as_secs())]
+    TimedOut {
+        target: String,
+        cmd_summary: String,
+        after: std::time::Duration,
+    },
+    /// The command wrote more than the cap; it was killed and its output dropped.
+    #[error("{target}: `{cmd_summary}` wrote more than {limit} bytes; killed")]
+    TooMuchOutput {
+        target: String,
+        cmd_summary: String,
+        limit: usize,
     },
     /// Input that cannot be used as given (a malformed pinned host key or private key, a bad path).
     #[error("{target}: {reason}")]

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::diagnose::{Problem, diagnose, last_line};
 use super::keys::normalize_private_key;
-use super::process::{capture, exit_code, run_quiet, tool};
+use super::process::{Captured, capture, exit_code, run_quiet, tool};
 use super::workdir::Workdir;
 use super::{ExecOutput, HostKey, SshError, Target, scan_host_key};
 
@@ -23,6 +23,28 @@ use super::{ExecOutput, HostKey, SshError, Target, scan_host_key};
 const CONTROL_PERSIST: &str = "60s";
 /// Upper bound for connecting and authenticating (ConnectTimeout covers only TCP and banner).
 const LOGIN_DEADLINE: Duration = Duration::from_secs(45);
+/// How long a command may run unless the caller says otherwise: long enough for a package
+/// transaction behind an agent's first pass, short enough that a hung machine is reported.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// How much of a command's stdout is kept unless the caller says otherwise; more is an error
+/// and the command is killed (bulk data is streamed, see `copy_file`, never captured).
+pub const OUTPUT_CAP: usize = 16 << 20;
+
+/// How long a command may run and how much output is kept of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub max_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: COMMAND_DEADLINE,
+            max_output: OUTPUT_CAP,
+        }
+    }
+}
 
 /// SSH connections to many machines, safe to share between threads. Each machine gets a
 /// ControlMaster whose socket lives in the pool's private directory; dropping the pool closes them.
@@ -63,8 +85,9 @@ impl SshPool {
     }
 
     /// Runs `cmd` (a shell command line; quote arguments with [`super::quote`]) as the target
-    /// user, with `stdin` fed to it. A non-zero exit is `Ok` with that status; `Err` means ssh
-    /// itself failed: host key changed, login refused, machine unreachable.
+    /// user, with `stdin` fed to it, within the default [`Limits`]. A non-zero exit is `Ok`
+    /// with that status; `Err` means ssh itself failed (host key changed, login refused,
+    /// machine unreachable) or the command ran out of time or wrote too much.
     pub fn exec(
         &self,
         t: &Target,
@@ -72,6 +95,19 @@ impl SshPool {
         key_pem: &str,
         cmd: &str,
         stdin: Option<&[u8]>,
+    ) -> Result<ExecOutput, SshError> {
+        self.exec_within(t, pinned, key_pem, cmd, stdin, Limits::default())
+    }
+
+    /// [`SshPool::exec`] with its own deadline and output cap.
+    pub fn exec_within(
+        &self,
+        t: &Target,
+        pinned: &HostKey,
+        key_pem: &str,
+        cmd: &str,
+        stdin: Option<&[u8]>,
+        limits: Limits,
     ) -> Result<ExecOutput, SshError> {
         let conn = self.conn(t, pinned, key_pem)?;
         self.ensure_master(t, pinned, &conn)?;
@@ -81,7 +117,26 @@ impl SshPool {
             .arg("--")
             .arg(conn.host.to_string())
             .arg(cmd);
-        let out = capture(&mut ssh, stdin, None)?.expect("no deadline without a timeout");
+        let out = match capture(&mut ssh, stdin, limits.deadline, limits.max_output)? {
+            Captured::Done(out) => out,
+            Captured::TimedOut => {
+                // The master still holds the killed command's session (and our pipes).
+                stop_master(&conn);
+                return Err(SshError::TimedOut {
+                    target: t.id.clone(),
+                    cmd_summary: summarize_cmd(cmd),
+                    after: limits.deadline,
+                });
+            }
+            Captured::TooMuch => {
+                stop_master(&conn);
+                return Err(SshError::TooMuchOutput {
+                    target: t.id.clone(),
+                    cmd_summary: summarize_cmd(cmd),
+                    limit: limits.max_output,
+                });
+            }
+        };
         let status = exit_code("ssh", out.status)?;
         if status == 255 {
             if let Some(problem) = diagnose(&String::from_utf8_lossy(&out.stderr)) {
@@ -114,7 +169,7 @@ impl SshPool {
         ssh.args(["-o", "ControlMaster=no", "-o", "ControlPath=none", "--"])
             .arg(conn.host.to_string())
             .arg("true");
-        let Some(out) = capture(&mut ssh, None, Some(LOGIN_DEADLINE))? else {
+        let Captured::Done(out) = capture(&mut ssh, None, LOGIN_DEADLINE, 64 * 1024)? else {
             return Err(timed_out(t));
         };
         let status = exit_code("ssh", out.status)?;
@@ -360,6 +415,16 @@ fn to_error(t: &Target, pinned: &HostKey, problem: Problem) -> SshError {
             reason,
         },
     }
+}
+
+/// The first words of a command line, for messages (never its stdin, which may be secret).
+fn summarize_cmd(cmd: &str) -> String {
+    let first: String = cmd.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+    let mut s: String = first.chars().take(80).collect();
+    if s.len() < cmd.trim().len() {
+        s.push('…');
+    }
+    s
 }
 
 fn timed_out(t: &Target) -> SshError {

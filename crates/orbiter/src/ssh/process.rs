@@ -1,8 +1,12 @@
-//! Running the OpenSSH tools: stdin fed while both outputs drain (no pipe deadlock), an
-//! optional deadline, and a clear error when the tool is not installed.
+//! Running the OpenSSH tools: stdin fed while both outputs drain (no pipe deadlock), a deadline
+//! and a cap on what is kept of the output (a machine that answers forever cannot grow our
+//! memory), and a clear error when the tool is not installed.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,13 +19,30 @@ pub(super) fn tool(program: &str) -> Command {
     cmd
 }
 
-/// Runs `cmd` with `stdin` fed to it and stdout/stderr captured. `Ok(None)`: the deadline passed
-/// and the process was killed.
+/// How a captured run ended.
+pub(super) enum Captured {
+    Done(Output),
+    /// The deadline passed; the process was killed.
+    TimedOut,
+    /// It wrote more than the cap to stdout or stderr; the process was killed.
+    TooMuch,
+}
+
+/// What is kept of stderr: messages, never bulk data.
+const STDERR_CAP: usize = 1 << 20;
+
+/// Runs `cmd` with `stdin` fed to it and stdout/stderr captured, killed after `timeout` or
+/// once stdout exceeds `cap` bytes.
+///
+/// The pipes are drained by threads of their own, not joined when the process is killed: an
+/// ssh multiplexing client hands its descriptors to the ControlMaster, which keeps them open
+/// after the client is gone (the caller stops that master, which ends the threads).
 pub(super) fn capture(
     cmd: &mut Command,
     stdin: Option<&[u8]>,
-    timeout: Option<Duration>,
-) -> Result<Option<Output>, SshError> {
+    timeout: Duration,
+    cap: usize,
+) -> Result<Captured, SshError> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -30,27 +51,43 @@ pub(super) fn capture(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = spawn(cmd)?;
-    let input = child.stdin.take();
-    let mut out_pipe = child.stdout.take();
-    let mut err_pipe = child.stderr.take();
-    thread::scope(|s| {
-        if let (Some(mut w), Some(data)) = (input, stdin) {
-            // A command that exits without reading all input makes this fail with EPIPE:
-            // that is the command's business and shows in its status.
-            s.spawn(move || {
-                let _ = w.write_all(data);
-            });
-        }
-        let out = s.spawn(move || drain(out_pipe.as_mut()));
-        let err = s.spawn(move || drain(err_pipe.as_mut()));
-        let status = wait(&mut child, timeout);
-        let stdout = out.join().unwrap_or_default();
-        let stderr = err.join().unwrap_or_default();
-        Ok(status?.map(|status| Output {
+    if let (Some(mut w), Some(data)) = (child.stdin.take(), stdin) {
+        // A command that exits without reading all input makes this fail with EPIPE:
+        // that is the command's business and shows in its status.
+        let data = data.to_vec();
+        thread::spawn(move || {
+            let _ = w.write_all(&data);
+        });
+    }
+    let overflow = Arc::new(AtomicBool::new(false));
+    let reader = |pipe: Option<Box<dyn Read + Send>>, cap: usize| {
+        let (tx, rx) = mpsc::channel();
+        let overflow = overflow.clone();
+        thread::spawn(move || {
+            let mut pipe = pipe;
+            let _ = tx.send(drain(pipe.as_mut(), cap, &overflow));
+        });
+        rx
+    };
+    let out = reader(child.stdout.take().map(|p| Box::new(p) as _), cap);
+    let err = reader(child.stderr.take().map(|p| Box::new(p) as _), STDERR_CAP);
+    let status = wait(&mut child, Some(timeout), &overflow)?;
+    // After a normal exit the pipes close at once; after a kill they may stay open (see above).
+    let grace = if status.is_some() && !overflow.load(Ordering::SeqCst) {
+        timeout
+    } else {
+        Duration::from_millis(200)
+    };
+    let stdout = out.recv_timeout(grace).unwrap_or_default();
+    let stderr = err.recv_timeout(grace).unwrap_or_default();
+    Ok(match status {
+        _ if overflow.load(Ordering::SeqCst) => Captured::TooMuch,
+        None => Captured::TimedOut,
+        Some(status) => Captured::Done(Output {
             status,
             stdout,
             stderr,
-        }))
+        }),
     })
 }
 
@@ -64,7 +101,7 @@ pub(super) fn run_quiet(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = spawn(cmd)?;
-    wait(&mut child, timeout)
+    wait(&mut child, timeout, &AtomicBool::new(false))
 }
 
 /// The exit code, or an error naming the signal that ended a local tool.
@@ -91,28 +128,44 @@ fn spawn(cmd: &mut Command) -> Result<Child, SshError> {
     })
 }
 
-fn drain(pipe: Option<&mut impl Read>) -> Vec<u8> {
+/// Reads the pipe to its end, keeping at most `cap` bytes; past the cap it raises `overflow`
+/// (the waiter kills the process) and stops keeping what comes.
+fn drain(pipe: Option<&mut Box<dyn Read + Send>>, cap: usize, overflow: &AtomicBool) -> Vec<u8> {
     let mut buf = Vec::new();
-    if let Some(p) = pipe {
-        let _ = p.read_to_end(&mut buf);
+    let Some(p) = pipe else { return buf };
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match p.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) if buf.len() + n > cap => {
+                overflow.store(true, Ordering::SeqCst);
+                break;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
     }
     buf
 }
 
-fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<Option<ExitStatus>, SshError> {
+/// Waits for the child; kills it at the deadline (`Ok(None)`) or when `kill` is raised.
+fn wait(
+    child: &mut Child,
+    timeout: Option<Duration>,
+    kill: &AtomicBool,
+) -> Result<Option<ExitStatus>, SshError> {
     let io = |e: std::io::Error| SshError::Io(format!("waiting for ssh: {e}"));
-    let Some(timeout) = timeout else {
-        return child.wait().map(Some).map_err(io);
-    };
-    let deadline = Instant::now() + timeout;
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         if let Some(status) = child.try_wait().map_err(io)? {
             return Ok(Some(status));
         }
-        if Instant::now() >= deadline {
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        if late || kill.load(Ordering::SeqCst) {
             let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
+            let status = child.wait().map_err(io)?;
+            return Ok(if late { None } else { Some(status) });
         }
         thread::sleep(Duration::from_millis(10));
     }

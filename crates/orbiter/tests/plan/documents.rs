@@ -13,6 +13,8 @@ fn first_contact_pins_and_bootstrap_installs_the_maintenance_key() {
     w.m("lab.a1").reach = Reach::NotPinned(hk.clone());
     w.m("lab.a1").agent = None;
     w.m("lab.a2").reach = Reach::Bootstrap;
+    // A person confirmed the key (takeoff asked, or --accept-new-hostkeys).
+    w.consent.accepted.insert((key("lab.a1"), hk.fingerprint()));
     let p = w.plan();
     assert_steps(&p, &["pin lab.a1", "maintkey lab.a2"]);
     let Action::PinHostKey {
@@ -75,7 +77,6 @@ fn other_node_software_means_a_new_generation_everywhere() {
 fn provider_error_waits_and_plans_nothing_for_it() {
     let flags = ["rebootrequired: [p-9]", "replacementrequired: [p-1]"];
     let mut w = World::new(&[lab(&[]), loc(3, &flags)], &["p-1"]);
-    w.recorded.maintenance_keys.clear();
     w.m("lab.b1").desired_sha256 = None;
     let loc = w
         .observed
@@ -84,7 +85,7 @@ fn provider_error_waits_and_plans_nothing_for_it() {
         .unwrap();
     loc.error = Some("this host cannot run machines: systemd-nspawn not found".into());
     let p = w.plan();
-    assert_steps(&p, &["genkey lab", "write lab.b1 g1"]);
+    assert_steps(&p, &["write lab.b1 g1"]);
     assert_waits(&p, "provider loc: this host cannot run machines");
 }
 
@@ -112,4 +113,104 @@ fn plan_is_deterministic() {
     }
     let json = |p: &Plan| serde_json::to_string(p).unwrap();
     assert_eq!(json(&w.plan()), json(&first));
+}
+
+#[test]
+fn a_host_key_nobody_vouches_for_is_not_trusted_without_a_person() {
+    let mut w = World::new(&[lab(&[])], &[]);
+    let hk = HostKey(HOST_KEY.into());
+    w.m("lab.a1").reach = Reach::NotPinned(hk.clone());
+    let p = w.plan();
+    assert_steps(&p, &[]);
+    let (_, why) = p.blocked.iter().find(|(k, _)| *k == key("lab.a1")).unwrap();
+    assert!(
+        why.contains("nobody confirmed")
+            && why.contains(&hk.fingerprint())
+            && why.contains("hostkey:"),
+        "{why}"
+    );
+    // Confirmed for another key (a machine in the middle answered): still not trusted.
+    w.consent
+        .accepted
+        .insert((key("lab.a1"), "SHA256:someotherkey".into()));
+    assert_steps(&w.plan(), &[]);
+    w.consent.accept_all = true;
+    assert_steps(&w.plan(), &["pin lab.a1"]);
+}
+
+#[test]
+fn a_declared_or_vouched_key_is_pinned_and_another_one_refused() {
+    use orbiter::machine::KnownKey;
+    let hk = HostKey(HOST_KEY.into());
+    let other = HostKey(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq2aXcmDaPWQvP7M+UeyaGp5kvwWaKEd5Tc4Nc9Mo1U".into(),
+    );
+    for known in [
+        KnownKey::Declared(hk.fingerprint()),
+        KnownKey::Declared(format!("{} comment", hk.0)),
+        KnownKey::Vouched(hk.0.clone()),
+    ] {
+        let mut w = World::new(&[lab(&[])], &[]);
+        w.m("lab.a1").machine.known_key = Some(known.clone());
+        w.m("lab.a1").reach = Reach::NotPinned(hk.clone());
+        assert_steps(&w.plan(), &["pin lab.a1"]);
+        // A machine that answers with another key than the known one: refused, even if a
+        // person accepts every new key.
+        w.m("lab.a1").reach = Reach::NotPinned(other.clone());
+        w.consent.accept_all = true;
+        let p = w.plan();
+        assert_steps(&p, &[]);
+        let (_, why) = p.blocked.iter().find(|(k, _)| *k == key("lab.a1")).unwrap();
+        assert!(
+            why.contains("refused") && why.contains(&other.fingerprint()),
+            "{known:?}: {why}"
+        );
+    }
+}
+
+#[test]
+fn a_changed_host_key_is_refused_until_orbiter_yml_declares_the_new_one() {
+    use orbiter::machine::KnownKey;
+    let mut w = World::new(&[lab(&[])], &[]);
+    let new = HostKey(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBq2aXcmDaPWQvP7M+UeyaGp5kvwWaKEd5Tc4Nc9Mo1U".into(),
+    );
+    w.m("lab.a1").reach = Reach::HostKeyChanged {
+        expected: HostKey(HOST_KEY.into()).fingerprint(),
+        found: new.fingerprint(),
+        offered: Some(new.clone()),
+    };
+    w.consent.accept_all = true;
+    let p = w.plan();
+    assert_steps(&p, &[]);
+    assert!(
+        p.blocked[0].1.contains("host key changed"),
+        "{:?}",
+        p.blocked
+    );
+    w.m("lab.a1").machine.known_key = Some(KnownKey::Declared(new.fingerprint()));
+    let p = w.plan();
+    assert_steps(&p, &["pin lab.a1"]);
+    assert!(
+        p.steps[0].reason.contains("declares its new host key"),
+        "{}",
+        p.steps[0].reason
+    );
+}
+
+#[test]
+fn a_lost_maintenance_key_is_an_error_never_a_new_key() {
+    let mut w = World::new(&[lab(&[])], &[]);
+    // orbiter/secrets.yml deleted (or rolled back) while its machines are managed.
+    w.recorded.maintenance_keys.clear();
+    let p = w.plan();
+    assert_steps(&p, &[]);
+    assert_waits(
+        &p,
+        "provider lab: its maintenance key is missing from orbiter/secrets.yml although Orbiter manages",
+    );
+    // A provider with nothing managed yet gets a key of its own.
+    let mut fresh = World::new(&[lab(&[])], &[]);
+    fresh.recorded = Default::default();
+    assert_eq!(brief(&fresh.plan())[0], "genkey lab");
 }

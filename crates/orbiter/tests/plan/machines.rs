@@ -151,7 +151,11 @@ fn unreachable_machines_are_blocked_and_the_others_proceed() {
             "no key",
         ),
         (
-            Reach::HostKeyChanged { expected, found },
+            Reach::HostKeyChanged {
+                expected,
+                found,
+                offered: None,
+            },
             "pinned SHA256:old, offered SHA256:new",
         ),
     ] {

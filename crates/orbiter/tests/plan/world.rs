@@ -11,7 +11,9 @@ use orbiter::machine::{MachineKey, MachineRef};
 use orbiter::node_desired::{SoftwareSecrets, items_for, next_doc};
 use orbiter::observe::sha256_hex;
 use orbiter::observed::{AgentObserved, MachineObserved, Observed, ProviderObserved, Reach};
-use orbiter::plan::{Action, AgentRelease, Plan, PlanInput, Recorded, listed_machines, plan};
+use orbiter::plan::{
+    Action, AgentRelease, HostKeyConsent, Plan, PlanInput, Recorded, listed_machines, plan,
+};
 use orbiter::providers::Provider;
 use orbiter::ssh::HostKey;
 use std::collections::BTreeMap;
@@ -114,6 +116,7 @@ pub fn local_ref(name: &str) -> MachineRef {
         hostname: name.to_owned(),
         ip: format!("10.1.0.{n}").parse().unwrap(),
         user: "orbiter".into(),
+        known_key: Some(orbiter::machine::KnownKey::Vouched(HOST_KEY.into())),
     }
 }
 
@@ -142,6 +145,8 @@ pub struct World {
     pub observed: Observed,
     pub now: String,
     pub secrets: SoftwareSecrets,
+    /// First-contact host keys a person confirmed.
+    pub consent: HostKeyConsent,
 }
 
 impl World {
@@ -156,6 +161,7 @@ impl World {
             observed,
             now: NOW.to_owned(),
             secrets: SoftwareSecrets::new(),
+            consent: HostKeyConsent::default(),
         };
         for (pid, node) in w.orb.providers.clone() {
             w.recorded.maintenance_keys.insert(pid.clone());
@@ -254,6 +260,7 @@ impl World {
             clusters,
             secrets: &self.secrets,
             digest: &digest,
+            host_keys: &self.consent,
         })
     }
 

@@ -1,10 +1,18 @@
 //! Small filesystem primitives: crash-safe replacement of files (temp + fsync + rename),
 //! and `lstat` reduced to what items compare (kind, mode, owner).
+//!
+//! The functions here take host paths and are for the agent's own files (its state
+//! directory, the desired and current documents) and for read-only facts of the system
+//! (`/etc/os-release`, `/etc/passwd`, `/proc/stat`), where following a root-owned link is
+//! intended. Paths the agent *manages* go through [`nofollow`] (via `Host::read`,
+//! `Host::write`, …), which never follows a link. Neither reads a FIFO, socket or device.
+
+pub mod nofollow;
 
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,24 +39,12 @@ pub struct Meta {
 /// `lstat(path)`, `None` when nothing is there.
 pub fn stat(path: &Path) -> Result<Option<Meta>> {
     match fs::symlink_metadata(path) {
-        Ok(m) => {
-            let ft = m.file_type();
-            let kind = if ft.is_symlink() {
-                Kind::Symlink
-            } else if ft.is_dir() {
-                Kind::Dir
-            } else if ft.is_file() {
-                Kind::File
-            } else {
-                Kind::Other
-            };
-            Ok(Some(Meta {
-                kind,
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-            }))
-        }
+        Ok(m) => Ok(Some(Meta {
+            kind: kind_of_mode(m.mode()),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        })),
         Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
             Ok(None)
         }
@@ -56,23 +52,64 @@ pub fn stat(path: &Path) -> Result<Option<Meta>> {
     }
 }
 
-/// Reads a file, `None` when it does not exist.
+/// Reads a regular file, `None` when it does not exist. Opened non-blocking and checked with
+/// `fstat` before reading: a FIFO, socket or device is an error, never read (a FIFO would
+/// hang the agent).
 pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
+    let ctx = || format!("cannot read {}", path.display());
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            Ok(None)
+            return Ok(None);
         }
-        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), &e)),
+        Err(e) => return Err(Error::io(ctx(), &e)),
+    };
+    let m = f.metadata().map_err(|e| Error::io(ctx(), &e))?;
+    if !m.file_type().is_file() {
+        return Err(Error::new(format!(
+            "{} is a {}, not a regular file; not read",
+            path.display(),
+            kind_name(kind_of_mode(m.mode()))
+        )));
+    }
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut buf).map_err(|e| Error::io(ctx(), &e))?;
+    Ok(Some(buf))
+}
+
+/// The [`Kind`] of an `st_mode`.
+pub fn kind_of_mode(mode: u32) -> Kind {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => Kind::File,
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        _ => Kind::Other,
+    }
+}
+
+/// How a report or an error names a kind ("special file" for FIFOs, sockets and devices).
+pub fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "directory",
+        Kind::Symlink => "symlink",
+        Kind::Other => "special file",
     }
 }
 
 /// Reads a text file, `None` when it does not exist (invalid UTF-8 is replaced, not an error:
 /// the caller compares or greps, and a stray byte must not hide the rest of the file).
 pub fn read_text_opt(path: &Path) -> Result<Option<String>> {
-    Ok(read_opt(path)?.map(|b| {
-        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    }))
+    Ok(read_opt(path)?.map(lossy))
+}
+
+/// Text from bytes, invalid UTF-8 replaced.
+pub fn lossy(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Creates `dir` and missing parents with `mode` (root-owned as created by the agent).
@@ -206,6 +243,28 @@ mod tests {
         assert!(stat(&tmp.path().join("nope")).unwrap().is_none());
         assert!(read_opt(&tmp.path().join("nope/deeper")).unwrap().is_none());
         assert!(!remove_opt(&tmp.path().join("nope")).unwrap());
+    }
+
+    #[test]
+    fn special_files_are_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("fifo");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Would block forever if it were opened for reading without O_NONBLOCK.
+        let e = read_opt(&p).unwrap_err();
+        assert!(
+            e.message()
+                .ends_with("fifo is a special file, not a regular file; not read"),
+            "{e}"
+        );
+        assert!(
+            read_opt(tmp.path())
+                .unwrap_err()
+                .message()
+                .contains("is a directory")
+        );
     }
 
     #[test]
