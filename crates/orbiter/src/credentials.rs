@@ -3,12 +3,14 @@
 //! person's bootstrap key from orbiter.yml.
 
 use std::fmt;
+use zeroize::Zeroizing;
 
+/// Private keys are zeroized when dropped.
 #[derive(Clone, Default)]
 pub struct Credentials {
-    pub maintenance_private: Option<String>,
+    pub maintenance_private: Option<Zeroizing<String>>,
     pub maintenance_public: Option<String>,
-    pub bootstrap_private: Option<String>,
+    pub bootstrap_private: Option<Zeroizing<String>>,
     pub bootstrap_public: Option<String>,
 }
 

@@ -63,16 +63,32 @@ pub fn run(mut engine: Engine, opts: DaemonOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Clients answered at once; more wait in the listen backlog (a slow or hostile client cannot
+/// keep the others from their answers, nor make the daemon start unbounded threads).
+const CONCURRENT_CLIENTS: usize = 16;
+
 fn serve(listener: TcpListener, metrics: Arc<Metrics>, health_age: Duration) {
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming().flatten() {
+        if busy.load(Ordering::SeqCst) >= CONCURRENT_CLIENTS {
+            // Closed at once: the client retries; the daemon stays responsive.
+            continue;
+        }
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = respond(conn, &metrics, health_age);
+        let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+        busy.fetch_add(1, Ordering::SeqCst);
+        let (metrics, busy) = (metrics.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let _ = respond(conn, &metrics, health_age);
+            busy.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
 fn respond(mut conn: TcpStream, metrics: &Metrics, health_age: Duration) -> std::io::Result<()> {
     let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
+    // The request line only, and not more of it than a path needs.
+    BufReader::new(std::io::Read::take(&conn, 8192)).read_line(&mut line)?;
     let path = line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path {
         "/metrics" => ("200 OK", metrics.render()),
@@ -87,4 +103,31 @@ fn respond(mut conn: TcpStream, metrics: &Metrics, health_age: Duration) -> std:
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    #[test]
+    fn a_silent_client_does_not_hold_up_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        std::thread::spawn(move || serve(listener, metrics, Duration::from_secs(60)));
+        // Connects and never sends a byte.
+        let _silent = TcpStream::connect(addr).unwrap();
+        let started = std::time::Instant::now();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

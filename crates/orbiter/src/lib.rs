@@ -21,3 +21,4 @@ pub mod recorded;
 pub mod restore_drill;
 pub mod ssh;
 pub mod state;
+pub mod text;

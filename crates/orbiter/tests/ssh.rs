@@ -530,3 +530,57 @@ fn endless_output_is_cut_at_the_cap_and_the_command_killed() {
         .unwrap();
     assert_eq!(out.stdout, b"next\n");
 }
+
+#[test]
+fn a_file_is_streamed_between_machines_and_a_missing_one_leaves_nothing() {
+    let (a, b) = (machine(), machine());
+    let pool = SshPool::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("snap.db");
+    let dst = dir.path().join("backups/snap.db");
+    // Larger than any capture cap: it must be streamed, not read into memory.
+    let content: Vec<u8> = (0..=255u8).cycle().take(24 << 20).collect();
+    fs::write(&src, &content).unwrap();
+    fn end(m: &Machine) -> orbiter::ssh::Endpoint<'_> {
+        orbiter::ssh::Endpoint {
+            target: &m.target,
+            pinned: &m.pinned,
+            key_pem: &m.private,
+        }
+    }
+    let (from, to) = (end(&a), end(&b));
+    let found = pool
+        .copy_between(
+            &from,
+            src.to_str().unwrap(),
+            &to,
+            dst.to_str().unwrap(),
+            0o600,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert!(found);
+    assert!(fs::read(&dst).unwrap() == content, "the copy differs");
+    assert_eq!(
+        fs::metadata(&dst).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    let missing = dir.path().join("nothing.db");
+    let other = dir.path().join("backups/other.db");
+    let found = pool
+        .copy_between(
+            &from,
+            missing.to_str().unwrap(),
+            &to,
+            other.to_str().unwrap(),
+            0o600,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(!found);
+    let left: Vec<_> = fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["snap.db"], "a failed copy left something behind");
+}

@@ -131,7 +131,7 @@ impl Engine {
                     &format!("Maintenance key of {provider} generated\n\nby Orbiter"),
                 )?;
                 let c = l.creds.entry(provider.clone()).or_default();
-                c.maintenance_private = Some(private);
+                c.maintenance_private = Some(Zeroizing::new(private));
                 c.maintenance_public = Some(public);
                 l.recorded.maintenance_keys.insert(provider.clone());
                 Ok(())

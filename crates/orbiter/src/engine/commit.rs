@@ -8,6 +8,7 @@ use crate::machine::MachineKey;
 use crate::observed::{MachineObserved, Observed, Reach};
 use crate::recorded::machine_ready;
 use crate::state::{self, GeneratedSecrets, HostKeys, MachineCurrent, OrbCurrent};
+use crate::text;
 use anyhow::{Result, anyhow, bail};
 use orb_model::registry::MachineFlag;
 use orb_model::{ORBITER_YML, Orb};
@@ -15,6 +16,11 @@ use orb_repo::{FileChange, OrbRepo, Snapshot, UpdateOutcome};
 use orb_secrets::Keyring;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
+
+/// Machines' errors named in one commit message; the rest are in orbiter/current.yml.
+const MESSAGE_ERRORS: usize = 20;
+/// Items of an agent's report recorded (a document has far fewer; more is a broken agent).
+const REPORT_ITEMS: usize = 2000;
 
 impl Engine {
     /// Seals `new` (plaintexts by path) into `orbiter/secrets.yml` of the newest head and
@@ -100,8 +106,14 @@ impl Engine {
     pub fn commit(&mut self, l: &Loaded, observed: &Observed, p: &Plan) -> Result<bool> {
         let files = render_state(l, observed, p);
         let mut message = String::from("Current state changed\n\nby Orbiter\n");
-        for (key, e) in &l.errors {
-            message.push_str(&format!("\n{key}: {e}"));
+        for (key, e) in l.errors.iter().take(MESSAGE_ERRORS) {
+            message.push_str(&format!("\n{key}: {}", text::remote_line(e, 300)));
+        }
+        if l.errors.len() > MESSAGE_ERRORS {
+            message.push_str(&format!(
+                "\n… and {} more machines with errors (orbiter/current.yml)",
+                l.errors.len() - MESSAGE_ERRORS
+            ));
         }
         let outcome = update(&mut self.repo, &message, |snap| {
             let mut files = files.clone();
@@ -147,7 +159,7 @@ pub fn render_state(l: &Loaded, observed: &Observed, p: &Plan) -> BTreeMap<Strin
     let mut current = OrbCurrent::new();
     current.desired_error = l.desired_error.clone();
     current.destroyed = l.destroyed;
-    current.waiting = p.waiting.clone();
+    current.waiting = p.waiting.iter().map(|w| text::remote(w, 2000)).collect();
     for m in observed.machines() {
         let key = &m.machine.key;
         if let Some(doc) = l.recorded.node_desired.get(key) {
@@ -161,6 +173,7 @@ pub fn render_state(l: &Loaded, observed: &Observed, p: &Plan) -> BTreeMap<Strin
         if let Some(c) = &m.current {
             let mut c = c.clone();
             c.last_pass = None;
+            text::report(&mut c, REPORT_ITEMS);
             if let Ok(text) = c.to_yaml() {
                 files.insert(state::node_current_path(key), text);
             }
@@ -200,10 +213,10 @@ fn machine_current(m: &MachineObserved, l: &Loaded, p: &Plan) -> MachineCurrent 
         agent: m
             .agent
             .as_ref()
-            .map(|a| a.version.clone())
+            .map(|a| text::remote_line(&a.version, 100))
             .filter(|v| !v.is_empty()),
         generation: m.current.as_ref().and_then(|c| c.generation),
-        error,
+        error: error.map(|e| text::remote(&e, 2000)),
     }
 }
 

@@ -113,9 +113,9 @@ impl Engine {
                 }
             };
             let c = Credentials {
-                maintenance_private: text_of(&pp, open(&pp)?)?,
+                maintenance_private: text_of(&pp, open(&pp)?)?.map(zeroize::Zeroizing::new),
                 maintenance_public: text_of(&pb, open(&pb)?)?,
-                bootstrap_private: person("bootstrapkeyprivate")?,
+                bootstrap_private: person("bootstrapkeyprivate")?.map(zeroize::Zeroizing::new),
                 bootstrap_public: person("bootstrapkeypublic")?,
             };
             if c.maintenance_private.is_some() && c.maintenance_public.is_some() {

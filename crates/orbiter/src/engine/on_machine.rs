@@ -7,7 +7,7 @@ use crate::agent_binary::AgentBinary;
 use crate::machine::MachineKey;
 use crate::observe::{as_root, target};
 use crate::observed::{MachineObserved, Reach};
-use crate::ssh::{HostKey, SshPool, Target, quote};
+use crate::ssh::{COMMAND_DEADLINE, Endpoint, HostKey, SshPool, Target, quote};
 use anyhow::{Result, anyhow};
 use node_protocol::install::{install_script, upload_script};
 use node_protocol::paths;
@@ -197,15 +197,29 @@ impl Engine {
 
     /// Moves `c.path` from `from` to `c.to` (0600, as root), runs `c.after` there, and
     /// removes the source copy once the destination has it.
+    /// Streamed from one machine to the other: a snapshot of any size never passes whole
+    /// through Orbiter's memory.
     pub(super) fn copy_file(&self, l: &Loaded, from: &MachineKey, c: &FileCopy) -> Result<()> {
         let (t, pinned, login) = self.login(l, from)?;
-        let bytes = self
-            .ssh
-            .read_file(&t, pinned, login, &c.path)?
-            .ok_or_else(|| anyhow!("{from}: {} is missing", c.path))?;
         let (to, to_pinned, to_login) = self.login(l, &c.to)?;
-        self.ssh
-            .write_file(&to, to_pinned, to_login, &c.path, 0o600, &bytes)?;
+        if c.to != *from {
+            let src = Endpoint {
+                target: &t,
+                pinned,
+                key_pem: login,
+            };
+            let dst = Endpoint {
+                target: &to,
+                pinned: to_pinned,
+                key_pem: to_login,
+            };
+            let found =
+                self.ssh
+                    .copy_between(&src, &c.path, &dst, &c.path, 0o600, COMMAND_DEADLINE)?;
+            if !found {
+                return Err(anyhow!("{from}: {} is missing", c.path));
+            }
+        }
         run(
             &self.ssh,
             &to,

@@ -86,6 +86,137 @@ impl SshPool {
     }
 }
 
+/// One end of a copy between machines.
+pub struct Endpoint<'a> {
+    pub target: &'a Target,
+    pub pinned: &'a HostKey,
+    pub key_pem: &'a str,
+}
+
+impl SshPool {
+    /// Copies `from_path` on one machine to `to_path` on another (as root, atomically, with
+    /// `mode`), streamed from one SSH connection into the other: the bytes never pass whole
+    /// through this process, whatever their size. Returns whether the source existed.
+    pub fn copy_between(
+        &self,
+        from: &Endpoint<'_>,
+        from_path: &str,
+        to: &Endpoint<'_>,
+        to_path: &str,
+        mode: u32,
+        deadline: std::time::Duration,
+    ) -> Result<bool, SshError> {
+        check_path(from.target, from_path)?;
+        check_path(to.target, to_path)?;
+        let src = self.conn(from.target, from.pinned, from.key_pem)?;
+        self.ensure_master(from.target, from.pinned, &src)?;
+        let dst = self.conn(to.target, to.pinned, to.key_pem)?;
+        self.ensure_master(to.target, to.pinned, &dst)?;
+        let mut reader = super::pool::multiplexed(&src, &as_root(READ_SCRIPT, &[from_path]));
+        // Into `.part` first: a source that fails half way must not leave half a file.
+        let part = format!("{to_path}.part");
+        let mut writer = super::pool::multiplexed(
+            &dst,
+            &as_root(WRITE_SCRIPT, &[&part, &format!("{mode:04o}")]),
+        );
+        let spawn = |c: &mut std::process::Command| {
+            c.spawn()
+                .map_err(|e| SshError::Io(format!("cannot run ssh: {e}")))
+        };
+        let mut r = spawn(
+            reader
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped()),
+        )?;
+        let pipe = r.stdout.take().expect("stdout was piped");
+        let mut w = spawn(
+            writer
+                .stdin(std::process::Stdio::from(pipe))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        )?;
+        let started = std::time::Instant::now();
+        let wait = |c: &mut std::process::Child| -> Result<Option<i32>, SshError> {
+            loop {
+                if let Some(s) = c
+                    .try_wait()
+                    .map_err(|e| SshError::Io(format!("waiting for ssh: {e}")))?
+                {
+                    return Ok(Some(s.code().unwrap_or(255)));
+                }
+                if started.elapsed() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        let (rs, ws) = (wait(&mut r)?, wait(&mut w)?);
+        let stderr = |c: &mut std::process::Child| {
+            let mut s = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = std::io::Read::read_to_string(
+                    &mut std::io::Read::take(&mut e, 64 * 1024),
+                    &mut s,
+                );
+            }
+            summarize(&s)
+        };
+        if rs.is_none() || ws.is_none() {
+            let _ = r.kill();
+            let _ = w.kill();
+            let _ = (r.wait(), w.wait());
+            super::pool::stop_master(&src);
+            super::pool::stop_master(&dst);
+            return Err(SshError::TimedOut {
+                target: format!("{} → {}", from.target.id, to.target.id),
+                cmd_summary: format!("copy {from_path}"),
+                after: deadline,
+            });
+        }
+        let finish = |script: &str, args: &[&str]| {
+            self.exec(
+                to.target,
+                to.pinned,
+                to.key_pem,
+                &as_root(script, args),
+                None,
+            )
+        };
+        if rs != Some(0) || ws != Some(0) {
+            let _ = finish("rm -f -- \"$1\"", &[&part]);
+        }
+        match (rs, ws) {
+            (Some(0), Some(0)) => {
+                let out = finish("mv -fT -- \"$1\" \"$2\"", &[&part, to_path])?;
+                if !out.success() {
+                    return Err(SshError::Command {
+                        target: to.target.id.clone(),
+                        cmd_summary: format!("move {part} to {to_path}"),
+                        status: out.status,
+                        stderr: summarize(&String::from_utf8_lossy(&out.stderr)),
+                    });
+                }
+                Ok(true)
+            }
+            (Some(MISSING), _) => Ok(false),
+            (Some(status), _) if status != 0 => Err(SshError::Command {
+                target: from.target.id.clone(),
+                cmd_summary: format!("read {from_path}"),
+                status,
+                stderr: stderr(&mut r),
+            }),
+            (_, Some(status)) => Err(SshError::Command {
+                target: to.target.id.clone(),
+                cmd_summary: format!("write {to_path}"),
+                status,
+                stderr: stderr(&mut w),
+            }),
+            _ => unreachable!("both ended"),
+        }
+    }
+}
+
 /// `sh -c SCRIPT sh ARGS…`, prefixed with `sudo -n` when the remote user is not root.
 /// Arguments travel as positional parameters, so no path is ever parsed as shell code.
 fn as_root(script: &str, args: &[&str]) -> String {

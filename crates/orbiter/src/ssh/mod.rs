@@ -17,6 +17,7 @@ mod workdir;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use files::Endpoint;
 pub use hostkey::{HostKey, scan_host_key};
 pub use keys::generate_keypair;
 pub use pool::{COMMAND_DEADLINE, Limits, OUTPUT_CAP, SshPool};

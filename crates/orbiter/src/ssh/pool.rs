@@ -54,7 +54,7 @@ pub struct SshPool {
 }
 
 /// The files behind one connection.
-struct Conn {
+pub(super) struct Conn {
     host: std::net::IpAddr,
     port: u16,
     user: String,
@@ -111,12 +111,7 @@ impl SshPool {
     ) -> Result<ExecOutput, SshError> {
         let conn = self.conn(t, pinned, key_pem)?;
         self.ensure_master(t, pinned, &conn)?;
-        let mut ssh = ssh(&conn);
-        ssh.args(["-o", "ControlMaster=no", "-o"])
-            .arg(opt("ControlPath", &conn.control))
-            .arg("--")
-            .arg(conn.host.to_string())
-            .arg(cmd);
+        let mut ssh = multiplexed(&conn, cmd);
         let out = match capture(&mut ssh, stdin, limits.deadline, limits.max_output)? {
             Captured::Done(out) => out,
             Captured::TimedOut => {
@@ -214,7 +209,12 @@ impl SshPool {
     /// The connection record for these inputs, writing its key and known_hosts files once.
     /// A different pinned key or private key is a different connection, so a master opened under
     /// old assumptions is never reused for new ones.
-    fn conn(&self, t: &Target, pinned: &HostKey, key_pem: &str) -> Result<Arc<Conn>, SshError> {
+    pub(super) fn conn(
+        &self,
+        t: &Target,
+        pinned: &HostKey,
+        key_pem: &str,
+    ) -> Result<Arc<Conn>, SshError> {
         let invalid = |reason: String| SshError::Invalid {
             target: t.id.clone(),
             reason,
@@ -265,7 +265,12 @@ impl SshPool {
 
     /// Starts the ControlMaster unless one is alive. The master forks into the background once
     /// logged in (ControlPersist) and logs to a file, so nothing holds our pipes.
-    fn ensure_master(&self, t: &Target, pinned: &HostKey, conn: &Conn) -> Result<(), SshError> {
+    pub(super) fn ensure_master(
+        &self,
+        t: &Target,
+        pinned: &HostKey,
+        conn: &Conn,
+    ) -> Result<(), SshError> {
         let _guard = conn.start.lock().unwrap_or_else(PoisonError::into_inner);
         if master_alive(conn) {
             return Ok(());
@@ -309,6 +314,17 @@ impl Drop for SshPool {
             stop_master(&c);
         }
     }
+}
+
+/// `ssh -- HOST CMD` over the connection's open master.
+pub(super) fn multiplexed(conn: &Conn, cmd: &str) -> Command {
+    let mut c = ssh(conn);
+    c.args(["-o", "ControlMaster=no", "-o"])
+        .arg(opt("ControlPath", &conn.control))
+        .arg("--")
+        .arg(conn.host.to_string())
+        .arg(cmd);
+    c
 }
 
 /// `ssh` with our whole configuration: nothing from ~/.ssh, /etc/ssh or an agent.
@@ -378,7 +394,7 @@ fn master_lost(conn: &Conn) -> bool {
 }
 
 /// `ssh -O exit`: the master closes the connection and removes its socket.
-fn stop_master(conn: &Conn) {
+pub(super) fn stop_master(conn: &Conn) {
     if !conn.control.exists() {
         return;
     }
