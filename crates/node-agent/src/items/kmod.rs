@@ -41,7 +41,8 @@ pub fn plan(k: &KernelModule, o: &Observed) -> Vec<Action> {
 }
 
 pub fn load(host: &Host, name: &str) -> Result<()> {
-    host.run_ok(&Cmd::new("modprobe").arg(name)).map(|_| ())
+    host.run_ok(&Cmd::new("modprobe").args(["--", name]))
+        .map(|_| ())
 }
 
 pub fn render_conf(items: &[&KernelModule]) -> Option<String> {

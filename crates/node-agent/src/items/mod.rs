@@ -428,9 +428,10 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
             hold,
         } => package::set_hold(host, name, version, *hold),
         Op::DaemonReload => unit::systemctl(host, &["daemon-reload"]),
-        Op::UnitEnable { unit, enable } => {
-            unit::systemctl(host, &[if *enable { "enable" } else { "disable" }, unit])
-        }
+        Op::UnitEnable { unit, enable } => unit::systemctl(
+            host,
+            &[if *enable { "enable" } else { "disable" }, "--", unit],
+        ),
         Op::UnitStart { unit: u }
         | Op::UnitRestart { unit: u }
         | Op::UnitTryRestart { unit: u } => {
@@ -439,12 +440,12 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
                 Op::UnitRestart { .. } => "restart",
                 _ => "try-restart",
             };
-            let r = unit::systemctl(host, &[verb, u]);
+            let r = unit::systemctl(host, &[verb, "--", u]);
             let n = ctx.next();
             ctx.restarted.push((u.clone(), n));
             r.map_err(|e| unit::explain_failure(host, u, e))
         }
-        Op::UnitStop { unit } => unit::systemctl(host, &["stop", unit]),
+        Op::UnitStop { unit } => unit::systemctl(host, &["stop", "--", unit]),
         Op::SysctlSet { key, value } => sysctl::set(host, key, value),
         Op::Modprobe { name } => kmod::load(host, name),
         Op::SwapOff => swap::swapoff(host),

@@ -40,8 +40,13 @@ pub fn observe(host: &Host, p: &Package) -> Result<Observed> {
     let manager = host.pkg_manager().clone();
     match &manager {
         PkgManager::Apt => {
-            let cmd =
-                Cmd::new("dpkg-query").args(["-W", "-f", "${Status}\\t${Version}\\n", &p.name]);
+            let cmd = Cmd::new("dpkg-query").args([
+                "-W",
+                "-f",
+                "${Status}\\t${Version}\\n",
+                "--",
+                &p.name,
+            ]);
             let out = host.run(&cmd)?;
             if !out.success() {
                 if out.stderr.contains("no packages found") {
@@ -63,6 +68,7 @@ pub fn observe(host: &Host, p: &Package) -> Result<Observed> {
                 "-q",
                 "--qf",
                 "%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\n",
+                "--",
                 &p.name,
             ]);
             let out = host.run(&cmd)?;
@@ -227,6 +233,7 @@ fn apt_install(host: &Host, name: &str, version: &str) -> Result<Output> {
         "install",
         "--allow-downgrades",
         "--allow-change-held-packages",
+        "--",
         &spec,
     ]))
 }
@@ -271,7 +278,7 @@ pub fn install(host: &Host, ctx: &mut PassCtx, name: &str, version: &str) -> Res
                 };
                 Err(Error::new(format!(
                     "{}{hint}",
-                    out.failure(&apt_cmd(&["install", &format!("{name}={version}")]))
+                    out.failure(&apt_cmd(&["install", "--", &format!("{name}={version}")]))
                 )))
             }
         }
@@ -283,7 +290,7 @@ pub fn install(host: &Host, ctx: &mut PassCtx, name: &str, version: &str) -> Res
             };
             let spec = format!("{name}-{version}");
             let install = Cmd::new(bin)
-                .args(["-y", "install", &spec])
+                .args(["-y", "install", "--", &spec])
                 .timeout(INSTALL_TIMEOUT);
             let out = host.run(&install)?;
             if !out.success() {
@@ -307,7 +314,7 @@ pub fn install(host: &Host, ctx: &mut PassCtx, name: &str, version: &str) -> Res
             }
             host.run_ok(
                 &Cmd::new(bin)
-                    .args(["-y", "downgrade", &spec])
+                    .args(["-y", "downgrade", "--", &spec])
                     .timeout(INSTALL_TIMEOUT),
             )
             .map(|_| ())
@@ -320,13 +327,21 @@ pub fn install(host: &Host, ctx: &mut PassCtx, name: &str, version: &str) -> Res
 
 pub fn set_hold(host: &Host, name: &str, version: &str, hold: bool) -> Result<()> {
     let cmd = match host.pkg_manager() {
-        PkgManager::Apt => Cmd::new("apt-mark").args([if hold { "hold" } else { "unhold" }, name]),
+        PkgManager::Apt => {
+            Cmd::new("apt-mark").args([if hold { "hold" } else { "unhold" }, "--", name])
+        }
         m @ (PkgManager::Dnf | PkgManager::Yum) => {
             let bin = if *m == PkgManager::Dnf { "dnf" } else { "yum" };
             if hold {
-                Cmd::new(bin).args(["-q", "versionlock", "add", &format!("{name}-{version}")])
+                Cmd::new(bin).args([
+                    "-q",
+                    "versionlock",
+                    "add",
+                    "--",
+                    &format!("{name}-{version}"),
+                ])
             } else {
-                Cmd::new(bin).args(["-q", "versionlock", "delete", name])
+                Cmd::new(bin).args(["-q", "versionlock", "delete", "--", name])
             }
         }
         PkgManager::Unsupported(ids) => {

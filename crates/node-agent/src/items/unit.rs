@@ -77,9 +77,10 @@ pub fn observe(host: &Host, u: &Unit) -> Result<Observed> {
     }
     let cmd = Cmd::new("systemctl").args([
         "show",
-        &u.name,
         "-p",
         "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload",
+        "--",
+        &u.name,
     ]);
     let props = parse_show(&host.run_ok(&cmd)?.stdout);
     Ok(Observed {
@@ -218,7 +219,7 @@ pub fn systemctl(host: &Host, args: &[&str]) -> Result<()> {
 
 /// Adds why a unit failed (result and exit status, not its log: logs may hold secrets).
 pub fn explain_failure(host: &Host, unit: &str, e: Error) -> Error {
-    let cmd = Cmd::new("systemctl").args(["show", unit, "-p", "Result,ExecMainStatus"]);
+    let cmd = Cmd::new("systemctl").args(["show", "-p", "Result,ExecMainStatus", "--", unit]);
     match host.run_ok(&cmd) {
         Ok(out) => {
             let p = parse_show(&out.stdout);
