@@ -117,7 +117,9 @@ pub fn human_commit(bare: &Path, file: &str, content: &str, message: &str) {
         &["clone", "--quiet", &bare.display().to_string(), "w"],
     );
     let w = work.path().join("w");
-    std::fs::write(w.join(file), content).unwrap();
+    let path = w.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
     git(&w, &["add", file]);
     git(
         &w,

@@ -57,8 +57,9 @@ impl Engine {
             .keyring()
             .cloned()
             .expect("a key comes with its keyring");
-        let hostkeys: HostKeys = match read(&snap, state::HOSTKEYS)? {
-            Some(t) => state::parse(&t, state::HOSTKEYS)?,
+        let hostkeys_text = read(&snap, state::HOSTKEYS)?;
+        let hostkeys: HostKeys = match &hostkeys_text {
+            Some(t) => state::parse(t, state::HOSTKEYS)?,
             None => HostKeys::new(),
         };
         let secrets: GeneratedSecrets = match read(&snap, state::SECRETS)? {
@@ -73,7 +74,19 @@ impl Engine {
             pinned: hostkeys.keys.clone(),
             ..Default::default()
         };
-        for path in snap.list()? {
+        let paths = snap.list()?;
+        let managed = paths
+            .iter()
+            .filter(|p| state::node_file_machine(p, "desired.yml").is_some())
+            .count();
+        if hostkeys_text.is_none() && managed > 0 {
+            return Err(anyhow!(
+                "{} is missing although Orbiter manages {managed} machines (their records are in orbiter/nodes/); nothing is done until it is restored from the repository's history (e.g. `git checkout <commit> -- {}`): machines are never pinned again on their own",
+                state::HOSTKEYS,
+                state::HOSTKEYS
+            ));
+        }
+        for path in paths {
             if let Some(k) = state::node_file_machine(&path, "desired.yml")
                 && let Some(t) = read(&snap, &path)?
             {
