@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod located;
 pub mod orb;
 pub mod registry;
+pub mod rollout;
 pub mod secret_paths;
 mod validate;
 

@@ -51,6 +51,8 @@ pub struct Orb {
     pub providers: BTreeMap<Id, Node<ProviderSpec>>,
     pub clusters: BTreeMap<Id, Node<ClusterSpec>>,
     pub software: BTreeMap<Id, Node<SoftwareSpec>>,
+    /// How changes reach machines (waves, health gates, windows); see [`crate::rollout`].
+    pub rollout: crate::rollout::Rollout,
 }
 
 impl Orb {
@@ -89,6 +91,9 @@ struct Header {
     clusters: BTreeMap<Id, Located<NodeHeader>>,
     #[serde(default)]
     software: BTreeMap<Id, Located<NodeHeader>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    rollout: Option<IgnoredAny>,
 }
 
 /// Only `kind` and `version`; everything else is read in the second pass.
@@ -207,10 +212,11 @@ impl<'de> Visitor<'de> for OrbSeed<'_> {
                     orb.software =
                         map.next_value_seed(NodesSeed::<SoftwareSpec>::new(self.kinds))?
                 }
+                "rollout" => orb.rollout = map.next_value()?,
                 other => {
                     return Err(de::Error::unknown_field(
                         other,
-                        &["kind", "version", "providers", "clusters", "software"],
+                        &["kind", "version", "providers", "clusters", "software", "rollout"],
                     ));
                 }
             }
@@ -343,6 +349,9 @@ impl Serialize for Orb {
         }
         if !self.software.is_empty() {
             m.serialize_entry("software", &NodesOut(&self.software))?;
+        }
+        if !self.rollout.is_empty() {
+            m.serialize_entry("rollout", &self.rollout)?;
         }
         m.end()
     }

@@ -40,6 +40,7 @@ fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
     for (id, node) in &orb.software {
         node.spec.model().validate(orb, id, file)?;
     }
+    orb.rollout.validate(orb, file)?;
     Ok(())
 }
 

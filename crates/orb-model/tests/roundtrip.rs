@@ -68,6 +68,7 @@ proptest! {
             providers: providers.into_iter().map(|(k, v)| (k, Node::new(ProviderSpec::Static(v)))).collect(),
             clusters: BTreeMap::new(),
             software: BTreeMap::new(),
+            rollout: Default::default(),
         };
         let text = orb.to_yaml();
         let back = Orb::parse(&text, "orbiter.yml").map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
@@ -77,7 +78,7 @@ proptest! {
 
     #[test]
     fn setting_a_secret_leaves_everything_else(p in provider(), v in "[A-Za-z0-9]{10,40}") {
-        let orb = Orb { providers: [(Id::parse("lab").unwrap(), Node::new(ProviderSpec::Static(p)))].into(), clusters: BTreeMap::new(), software: BTreeMap::new() };
+        let orb = Orb { providers: [(Id::parse("lab").unwrap(), Node::new(ProviderSpec::Static(p)))].into(), clusters: BTreeMap::new(), software: BTreeMap::new(), rollout: Default::default() };
         let mut changed = Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap();
         *changed.secret_mut("lab.bootstrapkeypublic").unwrap() = Some(Envelope { encrypted: "v1".into(), path: "lab.bootstrapkeypublic".into(), value: v });
         let mut reread = Orb::parse(&changed.to_yaml(), "orbiter.yml").unwrap();

@@ -102,7 +102,9 @@ fn main() {
         observed.providers.insert(id, po);
         let mut times = Vec::new();
         let mut steps = 0;
-        for _ in 0..5 {
+        // Steady state: the pools' rollout records are those the first plan made.
+        let mut rollouts = BTreeMap::new();
+        for round in 0..6 {
             let t = Instant::now();
             let p = plan(&PlanInput {
                 orb: &orb,
@@ -115,7 +117,14 @@ fn main() {
                 secrets: &secrets,
                 digest: &digest,
                 host_keys: &Default::default(),
+                rollouts: &rollouts,
+                revision_secrets: &BTreeMap::new(),
+                now_secs: 1_795_651_200,
             });
+            if round == 0 {
+                rollouts = p.rollouts;
+                continue;
+            }
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             steps = p.steps.len();
         }

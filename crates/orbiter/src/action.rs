@@ -189,6 +189,13 @@ pub struct Plan {
     pub waiting: Vec<String>,
     /// Machines nothing can be done on, and why.
     pub blocked: Vec<(MachineKey, String)>,
+    /// The next rollout record of every pool (`provider.pool`), committed with the state.
+    #[serde(skip)]
+    pub rollouts: std::collections::BTreeMap<String, crate::rollout::RolloutRecord>,
+    /// People's rollout flags (`undo`, `retry`) by pool that this plan acted on: cleared in
+    /// orbiter.yml.
+    #[serde(skip)]
+    pub rollout_flags: Vec<(String, &'static str)>,
 }
 
 impl Plan {

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod providers;
 pub mod recorded;
 pub mod restore_drill;
+pub mod rollout;
 pub mod ssh;
 pub mod state;
 pub mod text;

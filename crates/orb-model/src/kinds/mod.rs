@@ -5,7 +5,7 @@
 pub mod etcd_cluster;
 pub mod local_provider;
 pub mod node_software;
-mod refs;
+pub(crate) mod refs;
 pub mod static_provider;
 
 use crate::error::ModelError;

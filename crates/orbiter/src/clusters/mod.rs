@@ -50,6 +50,8 @@ pub struct ClusterNeeds {
     pub generate: Vec<(Id, String)>,
     /// Packages a provider must offer in its own repository first, by provider.
     pub offer: BTreeMap<Id, BTreeSet<String>>,
+    /// Machines whose part of the cluster is not healthy now (a rollout waits for them).
+    pub unhealthy: BTreeMap<MachineKey, String>,
 }
 
 impl ClusterNeeds {
@@ -78,6 +80,12 @@ impl ClusterNeeds {
         for (p, names) in other.offer {
             self.offer.entry(p).or_default().extend(names);
         }
+        self.unhealthy.extend(
+            other
+                .unhealthy
+                .into_iter()
+                .map(|(m, why)| (m, format!("cluster {id}: {why}"))),
+        );
     }
 }
 

@@ -102,6 +102,40 @@ impl Engine {
         Ok(())
     }
 
+    /// Clears people's rollout flags (`undo`, `retry`) the plan acted on, in orbiter.yml of
+    /// the newest head; an invalid head is left alone.
+    pub(super) fn clear_rollout_flags(&mut self, flags: &[(String, &'static str)]) -> Result<()> {
+        let names: Vec<String> = flags.iter().map(|(p, f)| format!("{p} {f}")).collect();
+        let msg = format!(
+            "Rollout: {} done, flag cleared\n\nby Orbiter",
+            names.join(", ")
+        );
+        update(&mut self.repo, &msg, |snap| {
+            let Some(text) = read(snap, ORBITER_YML)? else {
+                return Ok(Vec::new());
+            };
+            let Ok(mut orb) = Orb::parse(&text, ORBITER_YML) else {
+                return Ok(Vec::new());
+            };
+            let mut changed = false;
+            for (pool, flag) in flags {
+                if let Some(s) = orb.rollout.pools.get_mut(pool) {
+                    let slot = match *flag {
+                        "undo" => &mut s.value.undo,
+                        _ => &mut s.value.retry,
+                    };
+                    changed |= slot.take().is_some();
+                }
+            }
+            Ok(if changed {
+                vec![FileChange::write(ORBITER_YML, orb.to_yaml())]
+            } else {
+                Vec::new()
+            })
+        })?;
+        Ok(())
+    }
+
     /// Commits Orbiter's files if they differ from the head. Returns whether it committed.
     pub fn commit(&mut self, l: &Loaded, observed: &Observed, p: &Plan) -> Result<bool> {
         let files = render_state(l, observed, p);
@@ -134,7 +168,9 @@ impl Engine {
                 .map(|(path, text)| FileChange::write(path.clone(), text.as_bytes()))
                 .collect();
             for path in snap.list()? {
-                if path.starts_with("orbiter/nodes/") && !files.contains_key(&path) {
+                let owned = path.starts_with("orbiter/nodes/")
+                    || path.starts_with(crate::rollout::RECORDS_DIR);
+                if owned && !files.contains_key(&path) {
                     changes.push(FileChange::delete(path));
                 }
             }
@@ -183,6 +219,9 @@ pub fn render_state(l: &Loaded, observed: &Observed, p: &Plan) -> BTreeMap<Strin
             .insert(key.clone(), machine_current(m, l, p));
     }
     files.insert(state::CURRENT.to_owned(), state::render(&current));
+    for (pool, r) in &p.rollouts {
+        files.insert(crate::rollout::record_path(pool), state::render(r));
+    }
     files
 }
 

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::node_desired::SoftwareSecrets;
 use crate::providers::{Provider, for_spec};
 use crate::recorded::Recorded;
+use crate::rollout::{self, RolloutRecord};
 use crate::ssh::HostKey;
 use crate::state::{self, GeneratedSecrets, HostKeys, OrbCurrent};
 use anyhow::{Context as _, Result, anyhow};
@@ -40,6 +41,10 @@ pub struct Loaded {
     pub destroyed: bool,
     /// The cluster kinds of orbiter.yml with their records and secrets.
     pub clusters: Vec<(Id, Box<dyn ClusterKind>)>,
+    /// The pools' rollout records, by `provider.pool`; after each round, the plan's.
+    pub rollouts: BTreeMap<String, RolloutRecord>,
+    /// The secrets of recorded revisions, opened, by revision id.
+    pub revision_secrets: BTreeMap<String, SoftwareSecrets>,
 }
 
 impl Engine {
@@ -86,6 +91,15 @@ impl Engine {
                 state::HOSTKEYS
             ));
         }
+        let mut rollouts = BTreeMap::new();
+        for path in &paths {
+            if let Some(pool) = rollout::record_pool(path)
+                && let Some(t) = read(&snap, path)?
+            {
+                rollouts.insert(pool, state::parse::<RolloutRecord>(&t, path)?);
+            }
+        }
+        let revision_secrets = open_revision_secrets(&rollouts, &key);
         for path in paths {
             if let Some(k) = state::node_file_machine(&path, "desired.yml")
                 && let Some(t) = read(&snap, &path)?
@@ -168,6 +182,8 @@ impl Engine {
             errors: BTreeMap::new(),
             destroyed,
             clusters,
+            rollouts,
+            revision_secrets,
         })
     }
 }
@@ -231,4 +247,29 @@ fn open_orb_secrets(orb: &mut Orb, key: &SecretKey) -> SoftwareSecrets {
             Some((path, opened))
         })
         .collect()
+}
+
+/// The secrets every recorded revision names, opened (an error per secret that does not).
+fn open_revision_secrets(
+    rollouts: &BTreeMap<String, RolloutRecord>,
+    key: &SecretKey,
+) -> BTreeMap<String, SoftwareSecrets> {
+    let mut out = BTreeMap::new();
+    for r in rollouts.values() {
+        for (id, rev) in &r.revisions {
+            let opened: SoftwareSecrets = rev
+                .secrets
+                .iter()
+                .map(|(path, env)| {
+                    let v = key
+                        .open(path, env)
+                        .map(|b| SecretBytes::new(b.to_vec()))
+                        .map_err(|e| e.to_string());
+                    (path.clone(), v)
+                })
+                .collect();
+            out.insert(id.clone(), opened);
+        }
+    }
+    out
 }

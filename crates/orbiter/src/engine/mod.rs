@@ -158,6 +158,9 @@ impl Engine {
             secrets: &l.software_secrets,
             digest: &digest,
             host_keys: &self.host_keys,
+            rollouts: &l.rollouts,
+            revision_secrets: &l.revision_secrets,
+            now_secs: now_secs().max(0) as u64,
         })
     }
 
@@ -222,6 +225,7 @@ impl Engine {
                     break;
                 }
                 let (ok, failed) = self.apply(&mut l, &observed, &p);
+                l.rollouts = p.rollouts.clone();
                 report.applied.extend(ok);
                 report.failed.extend(failed.iter().cloned());
                 // Keys, pins and records must be in Git before anything depends on them.
@@ -238,6 +242,9 @@ impl Engine {
             }
         }
         report.committed |= self.commit(&l, &observed, &p)?;
+        if !p.rollout_flags.is_empty() {
+            self.clear_rollout_flags(&p.rollout_flags)?;
+        }
         report.converged = p.is_empty()
             && p.waiting.is_empty()
             && p.blocked.is_empty()

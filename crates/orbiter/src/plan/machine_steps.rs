@@ -1,10 +1,11 @@
 //! The steps every machine gets whatever its provider: first contact (pin its host key),
 //! the maintenance key, the agent, at most one reboot per pool, and its node-desired document.
 
+use super::rollouts::{Assigned, Rollouts, pool_ref};
 use super::{PlanInput, machine_ready};
 use crate::action::{Action, Plan};
 use crate::machine::KnownKey;
-use crate::node_desired::{items_for, next_doc};
+use crate::node_desired::{items_for_revision, next_doc};
 use crate::observe::sha256_hex;
 use crate::observed::{MachineObserved, Reach};
 use crate::ssh::HostKey;
@@ -16,6 +17,7 @@ pub(super) fn plan_machines(
     input: &PlanInput<'_>,
     machines: &[&MachineObserved],
     reboot: &[&Id],
+    rollouts: &Rollouts,
     plan: &mut Plan,
 ) {
     let recorded = input.recorded;
@@ -74,7 +76,8 @@ pub(super) fn plan_machines(
             }
             Reach::Maintenance => {}
         }
-        agent_step(input, m, plan);
+        let assigned = rollouts.by_machine.get(key);
+        agent_step(input, m, assigned, plan);
         let previous = recorded.node_desired.get(key);
         let reboot_at = reboot_request(input, m, machines, reboot, &mut rebooting_pools, plan);
         if let Some(why) = input.clusters.frozen.get(key) {
@@ -82,8 +85,20 @@ pub(super) fn plan_machines(
                 .push(format!("node-desired state of {key} kept as it is: {why}"));
             continue;
         }
-        let mut items = match items_for(input.orb, &m.machine, reboot_at.as_deref(), input.secrets)
-        {
+        let built = match assigned {
+            Some(Ok(Assigned::Revision {
+                revision, secrets, ..
+            })) => items_for_revision(revision, &m.machine, reboot_at.as_deref(), secrets),
+            Some(Ok(Assigned::Kept)) => {
+                plan.waiting.push(format!(
+                    "node-desired state of {key} kept as recorded until its rollout wave"
+                ));
+                continue;
+            }
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("its pool has no rollout".to_owned()),
+        };
+        let mut items = match built {
             Ok(items) => items,
             Err(why) => {
                 plan.waiting
@@ -93,6 +108,7 @@ pub(super) fn plan_machines(
         };
         items.extend(input.clusters.items.get(key).into_iter().flatten().cloned());
         let (doc, record) = next_doc(previous, items, input.digest);
+        note_generation(plan, m, assigned, record.generation);
         let rendered = doc.render_for_machine();
         let on_machine = m.desired_sha256.as_deref();
         let same_on_machine = on_machine == Some(sha256_hex(rendered.as_bytes()).as_str());
@@ -118,6 +134,27 @@ pub(super) fn plan_machines(
                 why,
             );
         }
+    }
+}
+
+/// The document generation that carries a machine's revision, kept in its pool's record (its
+/// agent enforcing that generation is the change applied).
+fn note_generation(
+    plan: &mut Plan,
+    m: &MachineObserved,
+    assigned: Option<&Result<Assigned, String>>,
+    generation: u64,
+) {
+    let Some(Ok(Assigned::Revision { id, .. })) = assigned else {
+        return;
+    };
+    if let Some(e) = plan
+        .rollouts
+        .get_mut(&pool_ref(m))
+        .and_then(|r| r.machines.get_mut(&m.machine.key))
+        && e.revision == *id
+    {
+        e.generation = Some(generation);
     }
 }
 
@@ -165,12 +202,36 @@ fn first_contact(input: &PlanInput<'_>, m: &MachineObserved, k: &HostKey, plan: 
     );
 }
 
-/// The agent runs, in this Orbiter's version and build.
-fn agent_step(input: &PlanInput<'_>, m: &MachineObserved, plan: &mut Plan) {
+/// The agent runs, in this Orbiter's version and build. An upgrade of a running agent is part
+/// of the pool's revision, so it waits for the machine's wave.
+fn agent_step(
+    input: &PlanInput<'_>,
+    m: &MachineObserved,
+    assigned: Option<&Result<Assigned, String>>,
+    plan: &mut Plan,
+) {
     let agent_ok = m.agent.as_ref().is_some_and(|a| {
         a.version == input.agent.version && a.sha256 == input.agent.sha256 && a.active
     });
     if agent_ok {
+        return;
+    }
+    let upgrade = m
+        .agent
+        .as_ref()
+        .is_some_and(|a| a.active && a.sha256 != input.agent.sha256);
+    let in_wave = matches!(
+        assigned,
+        Some(Ok(Assigned::Revision {
+            is_target: true,
+            ..
+        }))
+    );
+    if upgrade && !in_wave {
+        plan.waiting.push(format!(
+            "node-agent upgrade of {} waits for its wave",
+            m.machine.key
+        ));
         return;
     }
     let why = match &m.agent {

@@ -5,6 +5,7 @@
 //! here (no clock, no randomness, no host): fast, and testable with simulated providers.
 
 mod machine_steps;
+mod rollouts;
 
 pub use crate::action::{Action, Plan, Step};
 pub use crate::agent_binary::AgentRelease;
@@ -55,6 +56,12 @@ pub struct PlanInput<'a> {
     pub digest: &'a Digest,
     /// First-contact host keys a person confirmed.
     pub host_keys: &'a HostKeyConsent,
+    /// The rollout records of the pools, by `provider.pool`.
+    pub rollouts: &'a BTreeMap<String, crate::rollout::RolloutRecord>,
+    /// The secrets of recorded revisions, opened, by revision id.
+    pub revision_secrets: &'a BTreeMap<String, SoftwareSecrets>,
+    /// Unix seconds (`now` as a number).
+    pub now_secs: u64,
 }
 
 pub fn plan(input: &PlanInput<'_>) -> Plan {
@@ -66,6 +73,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         clusters,
         ..
     } = input;
+    let rollouts = rollouts::plan(input);
+    plan.waiting.extend(rollouts.waiting.iter().cloned());
+    plan.rollouts = rollouts.records.clone();
+    plan.rollout_flags = rollouts.consumed.clone();
     for (cluster, what) in &clusters.generate {
         plan.step(
             Action::GenerateClusterSecrets {
@@ -147,7 +158,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         }
 
         let before = plan.steps.len();
-        machine_steps::plan_machines(input, &machines, &reboot, &mut plan);
+        machine_steps::plan_machines(input, &machines, &reboot, &rollouts, &mut plan);
         offer_packages(pid, provider_obs, &mut plan, before, clusters);
     }
     for (cluster, (index, s)) in

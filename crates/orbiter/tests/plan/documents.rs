@@ -53,14 +53,12 @@ fn agent_is_installed_when_missing_other_or_inactive() {
 }
 
 #[test]
-fn other_node_software_means_a_new_generation_everywhere() {
+fn other_node_software_reaches_a_canary_of_every_pool_first() {
     let mut w = World::new(&[lab(&[])], &[]);
     w.orb.software.clear();
     let p = w.plan();
-    assert_steps(
-        &p,
-        &["write lab.a1 g2", "write lab.a2 g2", "write lab.b1 g2"],
-    );
+    assert_steps(&p, &["write lab.a1 g2", "write lab.b1 g2"]);
+    assert_waits(&p, "wave 1 (canary) changes lab.a1");
     assert_reason(
         &p,
         "write lab.b1 g2",

@@ -7,4 +7,5 @@ mod machines;
 mod reboot;
 mod rollouts;
 mod secrets;
+mod waves;
 mod world;

@@ -36,6 +36,7 @@ fn record_of<'a>(p: &'a orbiter::plan::Plan, k: &str) -> &'a NodeDesired {
 fn a_software_secret_is_in_the_machine_document_and_only_its_digest_in_the_record() {
     let mut w = World::new(&[lab(&[])], &[]);
     w.orb = orb_items(&[lab(&[])], &[TOKEN]);
+    w.all_at_once();
     w.secrets.insert(
         "base.token".into(),
         Ok(SecretBytes::new(b"hunter2".to_vec())),

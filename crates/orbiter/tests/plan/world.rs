@@ -15,6 +15,7 @@ use orbiter::plan::{
     Action, AgentRelease, HostKeyConsent, Plan, PlanInput, Recorded, listed_machines, plan,
 };
 use orbiter::providers::Provider;
+use orbiter::rollout::RolloutRecord;
 use orbiter::ssh::HostKey;
 use std::collections::BTreeMap;
 
@@ -147,6 +148,9 @@ pub struct World {
     pub secrets: SoftwareSecrets,
     /// First-contact host keys a person confirmed.
     pub consent: HostKeyConsent,
+    /// The pools' rollout records as committed.
+    pub rollouts: BTreeMap<String, RolloutRecord>,
+    pub revision_secrets: BTreeMap<String, SoftwareSecrets>,
 }
 
 impl World {
@@ -162,6 +166,8 @@ impl World {
             now: NOW.to_owned(),
             secrets: SoftwareSecrets::new(),
             consent: HostKeyConsent::default(),
+            rollouts: BTreeMap::new(),
+            revision_secrets: BTreeMap::new(),
         };
         for (pid, node) in w.orb.providers.clone() {
             w.recorded.maintenance_keys.insert(pid.clone());
@@ -177,7 +183,17 @@ impl World {
         for name in local {
             w.add_converged(local_ref(name));
         }
+        // Converged under rollouts: every pool's record says its machines are done.
+        w.rollouts = w.plan().rollouts;
         w
+    }
+
+    /// Rollouts that change every machine of a pool in one wave (for scenarios about
+    /// something else).
+    pub fn all_at_once(&mut self) {
+        let d = &mut self.orb.rollout.defaults;
+        d.canary = Some(orb_model::Located::new(1000));
+        d.maxunavailable = Some(orb_model::Located::new("100%".into()));
     }
 
     /// The machine's document and its record for these items.
@@ -261,6 +277,9 @@ impl World {
             secrets: &self.secrets,
             digest: &digest,
             host_keys: &self.consent,
+            rollouts: &self.rollouts,
+            revision_secrets: &self.revision_secrets,
+            now_secs: node_protocol::timefmt::parse_rfc3339(&self.now).unwrap() as u64,
         })
     }
 
@@ -271,6 +290,10 @@ impl World {
         let mut order: Vec<&Action> = p.steps.iter().map(|s| &s.action).collect();
         order.sort_by_key(|a| a.runs_on_machine());
         let done: Vec<Action> = order.into_iter().take(limit).cloned().collect();
+        // The rollout records are committed with the state, after every step.
+        if done.len() == p.steps.len() {
+            self.rollouts = p.rollouts.clone();
+        }
         for a in &done {
             match a {
                 Action::WriteNodeDesired {
