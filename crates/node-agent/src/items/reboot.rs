@@ -10,6 +10,10 @@ use node_protocol::timefmt::{format_rfc3339, now_secs, parse_rfc3339};
 use std::fmt;
 
 const DONE: &str = "reboot.done";
+/// Seconds a reboot waits past the request: "booted at" is whole seconds of boot time plus
+/// clock ticks, both rounded down, so a boot in the request's own second can read as before
+/// it (and be refused as a loop).
+const BOOT_TIME_SLACK: i64 = 2;
 
 /// Start time of PID 1 in Unix seconds: kernel boot time (`btime` in /proc/stat) plus PID 1's
 /// start time in clock ticks after boot (field 22 of /proc/1/stat).
@@ -68,7 +72,7 @@ pub fn plan(r: &Reboot, o: &Observed) -> Result<Vec<Action>> {
     }
     // A request in the future is a scheduled reboot; acting now would loop (the new boot
     // would still be "before" the request).
-    if req > o.now {
+    if req + BOOT_TIME_SLACK > o.now {
         return Ok(vec![]);
     }
     if o.done_for == Some(req) {
@@ -126,6 +130,16 @@ mod tests {
         };
         assert!(
             plan(&r("2026-01-01T12:00:00Z"), &future)
+                .unwrap()
+                .is_empty()
+        );
+        // Within the request's own second(s): a boot then could read as before the request.
+        let same_second = Observed {
+            now: req + 1,
+            ..o.clone()
+        };
+        assert!(
+            plan(&r("2026-01-01T12:00:00Z"), &same_second)
                 .unwrap()
                 .is_empty()
         );
