@@ -1,10 +1,12 @@
 //! The daemon: a single-threaded loop that runs a pass at start, whenever the desired file
-//! changes (inotify), on a drift interval and on SIGHUP; writes the current state after
-//! every pass; tells systemd when it is ready and that it is alive.
+//! changes (inotify), on a drift interval, sooner while something is not in sync (see
+//! [`crate::schedule`]) and on SIGHUP; writes the current state after every pass; tells
+//! systemd when it is ready and that it is alive.
 
 use crate::current;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
+use crate::facts::Facts;
 use crate::fsutil;
 use crate::host::Host;
 use crate::inotify::Inotify;
@@ -13,6 +15,7 @@ use crate::loader::Loader;
 use crate::log;
 use crate::notify::{self, Watchdog};
 use crate::pass::{self, PassResult};
+use crate::schedule::Schedule;
 use crate::signals::Signals;
 use node_protocol::PassInfo;
 use node_protocol::timefmt::{format_rfc3339, now_secs};
@@ -81,6 +84,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut trigger = "startup";
     let mut first = true;
     let mut logged_errors: HashMap<String, String> = HashMap::new();
+    let mut logged_checks: HashMap<String, String> = HashMap::new();
+    let mut schedule = Schedule::new(opts.drift_interval);
+    let mut facts = Facts::default();
     let stop_requested = Cell::new(false);
     let rerun = Cell::new(false);
     let check_signals = || {
@@ -116,6 +122,7 @@ pub fn run(opts: &Options) -> Result<()> {
             None => PassResult::default(),
         };
         log_errors(&result, &mut logged_errors);
+        log_checks(&result, &mut logged_checks);
         let generation = loader.enforced.as_ref().map(|d| d.generation);
         let info = PassInfo {
             trigger: trigger.to_string(),
@@ -127,6 +134,8 @@ pub fn run(opts: &Options) -> Result<()> {
         };
         current.booted_at = reboot::booted_at(&host).map(format_rfc3339);
         current.desired_error = loader.error.clone();
+        facts.refresh(&host, Instant::now(), result.upgraded);
+        facts.apply(&mut current);
         current::record(
             &mut current,
             &result,
@@ -154,17 +163,22 @@ pub fn run(opts: &Options) -> Result<()> {
         if stop_requested.get() {
             break;
         }
+        let next = schedule.after_pass(result.wants_retry());
         match wait(
             &host,
             &inotify,
             &signals,
             &desired_dir,
             &desired_name,
-            opts.drift_interval,
+            next.after,
             &rerun,
         )? {
             Wake::Stop => break,
-            Wake::Desired => trigger = "desired-changed",
+            Wake::Desired => {
+                schedule.reset();
+                trigger = "desired-changed"
+            }
+            Wake::Drift if next.retry => trigger = "retry",
             Wake::Drift => trigger = "drift",
             Wake::Signal => trigger = "signal",
         }
@@ -193,6 +207,24 @@ fn log_errors(result: &PassResult, logged: &mut HashMap<String, String>) {
     }
 }
 
+/// Logs health checks that start failing, change their reason, or recover.
+fn log_checks(result: &PassResult, logged: &mut HashMap<String, String>) {
+    for item in result.items.iter().filter(|i| i.id.starts_with("health:")) {
+        let before = logged.insert(item.id.clone(), item.observed.clone());
+        if before.as_deref() == Some(item.observed.as_str()) {
+            continue;
+        }
+        match (item.in_sync, before) {
+            (false, _) => log::warn(&format!("{}: {}", item.id, item.observed)),
+            (true, Some(_)) => log::info(&format!("{}: {}", item.id, item.observed)),
+            (true, None) => {}
+        }
+    }
+    if !result.interrupted {
+        logged.retain(|id, _| result.items.iter().any(|i| i.id == *id));
+    }
+}
+
 enum Wake {
     Stop,
     Desired,
@@ -200,21 +232,21 @@ enum Wake {
     Signal,
 }
 
-/// Sleeps in `poll` until the desired file changes, a signal arrives or drift is due,
-/// waking only to feed the watchdog.
+/// Sleeps in `poll` until the desired file changes, a signal arrives or the next pass is due
+/// (`after`: the drift or retry interval), waking only to feed the watchdog.
 fn wait(
     host: &Host,
     inotify: &Inotify,
     signals: &Signals,
     dir: &Path,
     name: &std::ffi::OsStr,
-    drift: Duration,
+    after: Duration,
     rerun: &Cell<bool>,
 ) -> Result<Wake> {
     if rerun.replace(false) {
         return Ok(Wake::Signal);
     }
-    let drift_at = Instant::now() + drift;
+    let drift_at = Instant::now() + after;
     loop {
         let now = Instant::now();
         if now >= drift_at {

@@ -72,6 +72,7 @@ mod tests {
                 pending: vec!["write /etc/a".into()],
                 applied: vec![],
                 error: Some("it's \"broken\": really".into()),
+                retry: true,
             }],
             ..Default::default()
         };

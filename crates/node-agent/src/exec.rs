@@ -21,7 +21,20 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
     env: Vec<(String, String)>,
     timeout: Duration,
+    minimal_env: bool,
+    discard_output: bool,
 }
+
+/// The end of the error [`run`] returns when a program overran its timeout.
+const KILLED_AFTER_TIMEOUT: &str = "and was killed";
+
+/// Whether `e` is [`run`]'s error for a program that overran its timeout.
+pub fn is_timeout(e: &Error) -> bool {
+    e.message().ends_with(KILLED_AFTER_TIMEOUT)
+}
+
+/// `PATH` for programs the agent runs when it has none itself, or a minimal environment.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Cmd {
     pub fn new(program: &str) -> Self {
@@ -31,6 +44,8 @@ impl Cmd {
             stdin: None,
             env: Vec::new(),
             timeout: Duration::from_secs(120),
+            minimal_env: false,
+            discard_output: false,
         }
     }
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -54,8 +69,26 @@ impl Cmd {
         self.timeout = t;
         self
     }
+    /// Starts the program with only `PATH`, `LC_ALL=C` and what [`Cmd::env`] adds, not
+    /// the agent's environment.
+    pub fn minimal_env(mut self) -> Self {
+        self.minimal_env = true;
+        self
+    }
+    /// Sends stdout and stderr to /dev/null: for programs whose output may hold secrets
+    /// and is not needed (a health check's command); the [`Output`] then has none.
+    pub fn discard_output(mut self) -> Self {
+        self.discard_output = true;
+        self
+    }
     pub fn program(&self) -> &str {
         &self.program
+    }
+    pub fn arguments(&self) -> &[String] {
+        &self.args
+    }
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
     }
 }
 
@@ -134,6 +167,16 @@ fn package_hint(program: &str) -> &'static str {
 /// a non-zero exit is reported in the returned [`Output`].
 pub fn run(cmd: &Cmd, tick: &dyn Fn()) -> Result<Output> {
     let mut command = Command::new(&cmd.program);
+    if cmd.minimal_env {
+        command.env_clear().env("PATH", DEFAULT_PATH);
+    }
+    let out = || {
+        if cmd.discard_output {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        }
+    };
     command
         .args(&cmd.args)
         .env("LC_ALL", "C")
@@ -142,16 +185,13 @@ pub fn run(cmd: &Cmd, tick: &dyn Fn()) -> Result<Output> {
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
         // Own process group: a timeout kills the whole tree (dpkg under apt-get), and a
         // Ctrl-C/SIGTERM aimed at the agent does not interrupt a package transaction.
         .process_group(0);
     if std::env::var_os("PATH").is_none() {
-        command.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
+        command.env("PATH", DEFAULT_PATH);
     }
     for (k, v) in &cmd.env {
         command.env(k, v);
@@ -178,7 +218,7 @@ pub fn run(cmd: &Cmd, tick: &dyn Fn()) -> Result<Output> {
             let status = wait_until(&mut child, deadline, tick).ok_or_else(|| {
                 kill_group(&mut child);
                 Error::new(format!(
-                    "`{cmd}` did not exit within {} s and was killed",
+                    "`{cmd}` did not exit within {} s {KILLED_AFTER_TIMEOUT}",
                     cmd.timeout.as_secs()
                 ))
             })?;
@@ -227,7 +267,7 @@ fn pump(
         let now = Instant::now();
         if now >= deadline {
             return Err(Error::new(format!(
-                "`{cmd}` did not finish within {} s and was killed",
+                "`{cmd}` did not finish within {} s {KILLED_AFTER_TIMEOUT}",
                 cmd.timeout.as_secs()
             )));
         }
@@ -395,8 +435,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("did not finish within"), "{err}");
+        assert!(is_timeout(&err));
         assert!(start.elapsed() < Duration::from_secs(10));
         assert!(ticks.get() >= 2);
+    }
+
+    #[test]
+    fn minimal_environment_and_discarded_output() {
+        let out = run(&Cmd::new("env").minimal_env().env("X", "y"), &|| {}).unwrap();
+        let mut keys: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["LC_ALL", "PATH", "X"], "{}", out.stdout);
+        let out = run(
+            &Cmd::new("sh")
+                .args(["-c", "echo hidden; echo hidden >&2; exit 4"])
+                .discard_output(),
+            &|| {},
+        )
+        .unwrap();
+        assert_eq!(out.code, Some(4));
+        assert!(out.stdout.is_empty() && out.stderr.is_empty());
+        assert!(!is_timeout(&Error::new("cannot run `sh`")));
     }
 
     #[test]

@@ -25,7 +25,18 @@ pub struct Host {
     commands_allowed: bool,
     watchdog: Option<Watchdog>,
     pkg: OnceCell<PkgManager>,
+    /// Tests: commands are answered by this function instead of being run (any root).
+    #[cfg(test)]
+    fake: Option<FakeCommands>,
 }
+
+/// A stand-in for the command runner in tests: answers each command (see [`Host::fake_commands`]).
+#[cfg(test)]
+pub(crate) type FakeCommands = Box<dyn Fn(&Cmd) -> Result<Output> + Send>;
+
+/// The command lines a [`scripted`] runner was asked to run.
+#[cfg(test)]
+pub(crate) type CommandLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 impl Host {
     /// Acts on the real system; the agent's own files live in `state_dir`.
@@ -44,7 +55,28 @@ impl Host {
             commands_allowed,
             watchdog: None,
             pkg: OnceCell::new(),
+            #[cfg(test)]
+            fake: None,
         }
+    }
+
+    /// Tests: answers commands with `f` instead of running them, whatever the root.
+    #[cfg(test)]
+    pub(crate) fn fake_commands(
+        mut self,
+        f: impl Fn(&Cmd) -> Result<Output> + Send + 'static,
+    ) -> Host {
+        self.fake = Some(Box::new(f));
+        self
+    }
+
+    /// Whether [`Host::run`] runs commands (only on the real root, or faked in tests).
+    pub fn runs_commands(&self) -> bool {
+        #[cfg(test)]
+        if self.fake.is_some() {
+            return true;
+        }
+        self.commands_allowed
     }
 
     pub fn set_watchdog(&mut self, w: Option<Watchdog>) {
@@ -180,6 +212,10 @@ impl Host {
 
     /// Runs a command; a non-zero exit is returned as `Ok` (the caller interprets it).
     pub fn run(&self, cmd: &Cmd) -> Result<Output> {
+        #[cfg(test)]
+        if let Some(f) = &self.fake {
+            return f(cmd);
+        }
         if !self.commands_allowed {
             return Err(Error::new(format!(
                 "not running `{cmd}`: the agent manages the tree at {} and external commands would act on the real system; hint: this item cannot be managed with --root",
@@ -305,6 +341,32 @@ pub(crate) fn scratch_host(files: &[(&str, &[u8], u32)]) -> (tempfile::TempDir, 
         fsutil::write_atomic(&h.path(path), content, *mode, None).unwrap();
     }
     (tmp, h)
+}
+
+/// A scripted command runner for [`Host::fake_commands`]: the first answer whose pattern the
+/// command line (as displayed) contains gives its exit code and stdout; every command line
+/// is logged; a command no pattern matches fails the test's expectations with an error.
+#[cfg(test)]
+pub(crate) fn scripted(answers: &[(&str, i32, &str)]) -> (FakeCommands, CommandLog) {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answers: Vec<(String, i32, String)> = answers
+        .iter()
+        .map(|(p, c, o)| (p.to_string(), *c, o.to_string()))
+        .collect();
+    let calls = log.clone();
+    let f = move |cmd: &Cmd| {
+        let line = cmd.to_string();
+        calls.lock().unwrap().push(line.clone());
+        match answers.iter().find(|(p, _, _)| line.contains(p.as_str())) {
+            Some((_, code, out)) => Ok(Output {
+                code: Some(*code),
+                stdout: out.clone(),
+                stderr: String::new(),
+            }),
+            None => Err(Error::new(format!("unexpected command `{line}`"))),
+        }
+    };
+    (Box::new(f), log)
 }
 
 #[cfg(test)]

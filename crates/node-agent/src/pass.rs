@@ -26,6 +26,10 @@ pub struct ItemReport {
     /// Actions carried out in this pass.
     pub applied: Vec<String>,
     pub error: Option<String>,
+    /// Not in sync, and a pass soon could change that: a failing check, an effect still under
+    /// way (a unit starting), an error that may be transient. Not set for actions that wait
+    /// for changes to be allowed, nor for an item that gave up.
+    pub retry: bool,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +39,8 @@ pub struct PassResult {
     pub reboot: Option<i64>,
     /// Stopped early on a termination signal.
     pub interrupted: bool,
+    /// An OS upgrade ran in this pass.
+    pub upgraded: bool,
 }
 
 impl PassResult {
@@ -49,6 +55,10 @@ impl PassResult {
     }
     pub fn in_sync(&self) -> bool {
         !self.interrupted && self.items.iter().all(|i| i.in_sync)
+    }
+    /// Whether the next pass should come sooner than the drift interval (see [`ItemReport::retry`]).
+    pub fn wants_retry(&self) -> bool {
+        !self.interrupted && self.items.iter().any(|i| i.retry && !i.in_sync)
     }
 }
 
@@ -163,6 +173,7 @@ pub fn run_pass(
             pending: vec![],
             applied: vec![],
             error: None,
+            retry: true,
         };
         let step = match items::observe_and_plan(host, &work) {
             Ok(s) => s,
@@ -174,7 +185,9 @@ pub fn run_pass(
         };
         report.observed = step.observed.clone();
         if step.actions.is_empty() {
-            report.in_sync = true;
+            report.in_sync = step.in_sync;
+            report.retry = step.retry;
+            report.error = step.error.clone();
             if !step.absent {
                 result.items.push(report);
             }
@@ -187,6 +200,8 @@ pub fn run_pass(
                 }
             }
             report.pending = step.actions.iter().map(ToString::to_string).collect();
+            // Only more changes being allowed helps (a new desired file wakes the agent).
+            report.retry = false;
             result.items.push(report);
             continue;
         }
@@ -213,13 +228,18 @@ pub fn run_pass(
         }
         if ctx.reboot.is_some() && matches!(work, Work::Item(Item::Reboot(_))) {
             report.observed = format!("{}; rebooting", step.observed);
+            report.retry = false;
             result.items.push(report);
             continue;
         }
         match items::observe_and_plan(host, &work) {
             Ok(after) => {
                 report.observed = after.observed;
-                report.in_sync = after.actions.is_empty() && !failed;
+                report.in_sync = after.in_sync && !failed;
+                report.retry = after.retry;
+                if report.error.is_none() {
+                    report.error = after.error;
+                }
                 report.pending = after.actions.iter().map(ToString::to_string).collect();
             }
             Err(e) => {
@@ -273,6 +293,7 @@ pub fn run_pass(
                 .pending
                 .push(format!("{op}: a file in restart_on changes"));
             report.in_sync = false;
+            report.retry = false;
             continue;
         }
         if needed {
@@ -285,6 +306,7 @@ pub fn run_pass(
                 Err(e) => {
                     report.error = Some(format!("{op} failed: {e}"));
                     report.in_sync = false;
+                    report.retry = true;
                     continue;
                 }
             }
@@ -299,6 +321,7 @@ pub fn run_pass(
         }
     }
     result.reboot = ctx.reboot;
+    result.upgraded = ctx.upgraded;
     result
 }
 
@@ -421,6 +444,55 @@ mod tests {
             "{:?}",
             r.actions()
         );
+    }
+
+    #[test]
+    fn a_failing_health_check_is_not_in_sync_and_asks_for_a_retry() {
+        let (_t, h) = host();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let items = format!("  - health: {{name: db, tcp: \"127.0.0.1:{port}\"}}\n");
+        let r = run_pass(&h, &desired(&items, true), true, &|| false);
+        let item = &r.items[0];
+        assert_eq!(
+            (item.id.as_str(), item.observed.as_str()),
+            ("health:db", "failing: connection refused")
+        );
+        assert!(!item.in_sync && item.error.is_none() && item.pending.is_empty());
+        assert!(r.actions().is_empty() && !r.in_sync() && r.wants_retry());
+        // Observe-only: also while changes are not allowed.
+        assert!(run_pass(&h, &desired(&items, false), true, &|| false).wants_retry());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let items = format!("  - health: {{name: db, tcp: \"127.0.0.1:{port}\"}}\n");
+        let r = run_pass(&h, &desired(&items, true), true, &|| false);
+        assert_eq!(r.items[0].observed, "healthy");
+        assert!(r.in_sync() && !r.wants_retry());
+    }
+
+    #[test]
+    fn only_waiting_for_changes_to_be_allowed_is_no_reason_to_retry() {
+        let (_t, h) = host();
+        let r = run_pass(&h, &desired(ITEMS, false), true, &|| false);
+        assert!(!r.in_sync());
+        // The ghost owner is an error, which may be transient; the rest only waits.
+        assert_eq!(
+            r.items.iter().filter(|i| i.retry && !i.in_sync).count(),
+            1,
+            "{:?}",
+            r.items
+        );
+        let r = run_pass(
+            &h,
+            &desired("  - file: {path: /x, content: x}\n", false),
+            true,
+            &|| false,
+        );
+        assert!(!r.in_sync() && !r.wants_retry());
+        let r = run_pass(&h, &desired(ITEMS, true), true, &|| false);
+        assert!(r.wants_retry(), "the ghost owner still fails");
     }
 
     #[test]

@@ -15,6 +15,15 @@ pub struct NodeCurrent {
     pub agent_version: String,
     /// When this machine (its PID 1) started, RFC 3339.
     pub booted_at: Option<String>,
+    /// The machine says it needs a reboot (Debian: `/var/run/reboot-required` exists; RHEL:
+    /// `needs-restarting -r`). Absent in reports of older agents: `false`.
+    #[serde(default)]
+    pub reboot_required: bool,
+    /// How many packages an upgrade would change (held ones excluded), from the package lists
+    /// the machine already has (nothing downloaded); measured at most hourly and after an
+    /// `osupdates` upgrade. `None` = not known (or an older agent).
+    #[serde(default)]
+    pub pending_updates: Option<u32>,
     /// Every item of the enforced desired state is in sync.
     pub ready: bool,
     /// Generation of the desired state being enforced (the last valid one).
@@ -41,7 +50,8 @@ pub struct ItemState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassInfo {
-    /// startup, desired-changed, drift or signal.
+    /// startup, desired-changed, drift, retry (sooner than drift while something is not in
+    /// sync) or signal.
     pub trigger: String,
     pub generation: Option<u64>,
     pub started_at: String,
@@ -58,6 +68,8 @@ impl NodeCurrent {
             version: CURRENT_VERSION.into(),
             agent_version: agent_version.into(),
             booted_at: None,
+            reboot_required: false,
+            pending_updates: None,
             ready: false,
             generation: None,
             changesallowed: false,
@@ -111,6 +123,14 @@ impl NodeCurrent {
         ));
         if let Some(b) = &self.booted_at {
             s.push_str(&format!("booted at {b}\n"));
+        }
+        match (self.pending_updates, self.reboot_required) {
+            (Some(n), r) => s.push_str(&format!(
+                "pending updates: {n}{}\n",
+                if r { "  REBOOT REQUIRED" } else { "" }
+            )),
+            (None, true) => s.push_str("REBOOT REQUIRED\n"),
+            (None, false) => {}
         }
         if let Some(e) = &self.desired_error {
             s.push_str(&format!(
@@ -179,8 +199,37 @@ mod tests {
         assert!(e.contains("version `v2`") && e.contains("upgrade"), "{e}");
         let rendered = c.render_text();
         assert!(
-            rendered.contains("NOT READY") && rendered.contains("error: it's"),
+            rendered.contains("NOT READY")
+                && rendered.contains("error: it's")
+                && !rendered.contains("pending updates"),
             "{rendered}"
         );
+        c.reboot_required = true;
+        c.pending_updates = Some(3);
+        let text = c.to_yaml().unwrap();
+        assert_eq!(NodeCurrent::parse(&text, "c.yml").unwrap(), c);
+        assert!(
+            c.render_text()
+                .contains("pending updates: 3  REBOOT REQUIRED"),
+            "{}",
+            c.render_text()
+        );
+    }
+
+    /// Reports of agents from before `reboot_required` and `pending_updates` still parse.
+    #[test]
+    fn reports_of_older_agents_parse() {
+        let mut c = NodeCurrent::new("0.0.9");
+        c.reboot_required = true;
+        c.pending_updates = Some(1);
+        let text = c.to_yaml().unwrap();
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("reboot_required") && !l.starts_with("pending_updates"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(old, text);
+        let parsed = NodeCurrent::parse(&old, "c.yml").unwrap();
+        assert!(!parsed.reboot_required && parsed.pending_updates.is_none());
     }
 }

@@ -46,6 +46,8 @@ pub enum Item {
     Sshd(Sshd),
     Firewall(Firewall),
     Reboot(Reboot),
+    Health(Health),
+    Osupdates(OsUpdates),
 }
 
 /// A package at an exact version (`3.4.23-4` for apt, `VERSION-RELEASE` for dnf), held by
@@ -266,6 +268,241 @@ pub struct Reboot {
     pub requested_at: String,
 }
 
+/// A health check the agent runs on every pass; it changes nothing on the machine. Exactly
+/// one of `http` (a plain `http://host:port/path`, answered with status `expect`), `tcp`
+/// (`host:port` accepts a connection) or `command` (`sh -c`, healthy on exit 0), each within
+/// `timeout` (default 5s, at most 60s). The item is in sync while the check passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The HTTP status a healthy answer has (only with `http`; default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u16>,
+    /// `500ms`, `5s`, `1m`; default 5s, at most 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// What a [`Health`] item checks, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck<'a> {
+    Http { url: HttpUrl, expect: u16 },
+    Tcp(HostPort),
+    Command(&'a str),
+}
+
+/// `host:port`; an IPv6 address in brackets (`[::1]:5432`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+/// A plain `http://host[:port][/path]` URL (no TLS, no user info, no fragment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub host: HostPort,
+    /// Starts with `/`; includes a query string if there is one.
+    pub path: String,
+}
+
+pub const HEALTH_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const HEALTH_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Health {
+    /// The check, parsed; errors name the field (see `validate`).
+    pub fn check(&self) -> Result<HealthCheck<'_>, String> {
+        match (&self.http, &self.tcp, &self.command) {
+            (Some(u), None, None) => Ok(HealthCheck::Http {
+                url: HttpUrl::parse(u).map_err(|e| format!("http: {e}"))?,
+                expect: self.expect.unwrap_or(200),
+            }),
+            (None, Some(t), None) => HostPort::parse(t, None)
+                .map(HealthCheck::Tcp)
+                .map_err(|e| format!("tcp: {e}")),
+            (None, None, Some(c)) => Ok(HealthCheck::Command(c)),
+            (None, None, None) => Err("give one of `http`, `tcp` or `command`".into()),
+            _ => Err("give only one of `http`, `tcp` and `command`".into()),
+        }
+    }
+
+    /// The timeout, parsed (default [`HEALTH_DEFAULT_TIMEOUT`]).
+    pub fn timeout(&self) -> Result<std::time::Duration, String> {
+        match &self.timeout {
+            None => Ok(HEALTH_DEFAULT_TIMEOUT),
+            Some(t) => parse_timeout(t).map_err(|e| format!("timeout: {e}")),
+        }
+    }
+
+    /// The timeout as people read it (`5s`).
+    pub fn timeout_text(&self) -> String {
+        self.timeout.clone().unwrap_or_else(|| "5s".into())
+    }
+}
+
+/// `500ms`, `5s` or `1m`, more than zero and at most [`HEALTH_MAX_TIMEOUT`].
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let bad = || format!("`{s}` is not a duration; hint: e.g. 5s, 500ms or 1m");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().map_err(|_| bad())?;
+    let d = match &s[split..] {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() || d > HEALTH_MAX_TIMEOUT {
+        return Err(format!("`{s}` must be more than zero and at most 60s"));
+    }
+    Ok(d)
+}
+
+impl HostPort {
+    /// `host:port` (`default_port` when the port is left out, if there is one).
+    pub fn parse(s: &str, default_port: Option<u16>) -> Result<HostPort, String> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: `[` without `]`"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("`{h}` is not an IPv6 address"));
+            }
+            match after {
+                "" => (h, None),
+                p => (
+                    h,
+                    Some(
+                        p.strip_prefix(':')
+                            .ok_or_else(|| format!("`{s}`: expected `:port` after `]`"))?,
+                    ),
+                ),
+            }
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err(format!(
+                        "`{s}`: write an IPv6 address in brackets, e.g. [::1]:5432"
+                    ));
+                }
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && !host.starts_with(['-', '.'])
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+        if !host_ok {
+            return Err(format!("`{host}` is not a host name or IP address"));
+        }
+        let port = match (port, default_port) {
+            (Some(p), _) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{p}` is not a port (1-65535)"))?,
+            (None, Some(d)) => d,
+            (None, None) => return Err(format!("`{s}` has no port; hint: e.g. 127.0.0.1:5432")),
+        };
+        Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HttpUrl {
+    pub fn parse(s: &str) -> Result<HttpUrl, String> {
+        if s.get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+        {
+            return Err(format!(
+                "`{s}`: https is not supported (the agent speaks plain HTTP only); hint: use `command: curl -fsS --max-time 5 {s}`"
+            ));
+        }
+        let rest = match s.get(..7) {
+            Some(p) if p.eq_ignore_ascii_case("http://") => &s[7..],
+            _ => {
+                return Err(format!(
+                    "`{s}` is not an http:// URL; hint: e.g. http://127.0.0.1:8080/healthz"
+                ));
+            }
+        };
+        if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "`{}` may not contain `{}`",
+                s.escape_default(),
+                c.escape_default()
+            ));
+        }
+        if s.contains('#') {
+            return Err(format!("`{s}`: a fragment (`#…`) is not sent; remove it"));
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.contains('@') {
+            return Err(format!(
+                "`{s}`: user info (`user@`) is not supported; the document is recorded in Git"
+            ));
+        }
+        Ok(HttpUrl {
+            host: HostPort::parse(authority, Some(80))?,
+            path,
+        })
+    }
+}
+
+/// Which packages an [`OsUpdates`] request upgrades.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateSet {
+    /// Only from sources whose suite ends in `-security` (apt), `--security` (dnf).
+    Security,
+    All,
+}
+
+impl UpdateSet {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateSet::Security => "security",
+            UpdateSet::All => "all",
+        }
+    }
+}
+
+/// Upgrade the operating system's packages once per `requested_at` (RFC 3339); held
+/// (pinned) packages are never touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsUpdates {
+    pub updates: UpdateSet,
+    pub requested_at: String,
+}
+
 impl Item {
     /// Stable identity in plans and the current state, e.g. `package:etcd-server`.
     pub fn id(&self) -> String {
@@ -283,6 +520,8 @@ impl Item {
             Item::Sshd(_) => "sshd".into(),
             Item::Firewall(_) => "firewall".into(),
             Item::Reboot(_) => "reboot".into(),
+            Item::Health(h) => format!("health:{}", h.name),
+            Item::Osupdates(_) => "osupdates".into(),
         }
     }
 

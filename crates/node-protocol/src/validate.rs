@@ -101,6 +101,10 @@ impl Item {
             Item::Reboot(r) => timefmt::parse_rfc3339(&r.requested_at)
                 .map(|_| ())
                 .map_err(|e| Error::new(format!("requested_at: {e}"))),
+            Item::Health(h) => validate_health(h),
+            Item::Osupdates(u) => timefmt::parse_rfc3339(&u.requested_at)
+                .map(|_| ())
+                .map_err(|e| Error::new(format!("requested_at: {e}"))),
         }
     }
 }
@@ -331,4 +335,44 @@ fn validate_firewall(f: &Firewall) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn validate_health(h: &Health) -> Result<()> {
+    if h.name.len() > 63 {
+        return Err(Error::new(format!(
+            "name: `{}` is longer than 63 characters",
+            h.name
+        )));
+    }
+    check_name("name", &h.name, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+    })
+    .map_err(|e| {
+        Error::new(format!(
+            "{}; hint: lower-case letters, digits and `-`, e.g. web",
+            e.message()
+        ))
+    })?;
+    let check = h.check().map_err(Error::new)?;
+    if let HealthCheck::Command(c) = check
+        && (c.trim().is_empty() || c.contains('\0'))
+    {
+        return Err(Error::new(
+            "command: must be a non-empty shell command; hint: e.g. `pg_isready -q`",
+        ));
+    }
+    match (h.expect, &check) {
+        (Some(_), HealthCheck::Tcp(_) | HealthCheck::Command(_)) => {
+            return Err(Error::new(
+                "expect: only with `http` (a command is healthy on exit 0, a tcp check when it connects)",
+            ));
+        }
+        (Some(code), _) if !(100..=599).contains(&code) => {
+            return Err(Error::new(format!(
+                "expect: {code} is not an HTTP status (100-599)"
+            )));
+        }
+        _ => {}
+    }
+    h.timeout().map(|_| ()).map_err(Error::new)
 }

@@ -34,6 +34,8 @@ items:
         - {protocol: tcp, ports: [22]}
         - {protocol: tcp, ports: ["2379-2380"], sources: [10.0.0.0/24, "fd00::/8"]}
   - reboot: {requested_at: "2026-01-31T12:00:00Z"}
+  - health: {name: etcd, http: "http://127.0.0.1:2379/health", timeout: 5s}
+  - osupdates: {updates: security, requested_at: "2026-12-02T03:00:00Z"}
 "#;
 
 #[test]
@@ -41,7 +43,7 @@ fn parses_every_item_kind() {
     let d = parse_desired(FULL, "desired.yml").unwrap();
     assert_eq!(
         (d.generation, d.changes_allowed, d.items.len()),
-        (7, true, 13)
+        (7, true, 15)
     );
     let ids: Vec<String> = d.items.iter().map(Item::id).collect();
     assert_eq!(ids[1], "package:etcd-server");
@@ -305,4 +307,173 @@ fn allow_unsafe_parents_is_optional_and_round_trips() {
     .unwrap_err()
     .to_string();
     assert!(e.starts_with("d.yml:6:") && e.contains("boolean"), "{e}");
+}
+
+#[test]
+fn health_and_osupdates_items_parse_and_round_trip() {
+    let d = parse_desired(
+        &doc_with(
+            "health: {name: web, http: \"http://127.0.0.1:8080/healthz\", expect: 200, timeout: 5s}\n  - health: {name: db, tcp: \"127.0.0.1:5432\"}\n  - health: {name: pg, command: \"pg_isready -q\", timeout: 500ms}\n  - health: {name: v6, tcp: \"[::1]:80\"}\n  - osupdates: {updates: security, requested_at: \"2026-12-02T03:00:00Z\"}",
+        ),
+        "d.yml",
+    )
+    .unwrap();
+    let ids: Vec<String> = d.items.iter().map(Item::id).collect();
+    assert_eq!(
+        ids,
+        [
+            "health:web",
+            "health:db",
+            "health:pg",
+            "health:v6",
+            "osupdates"
+        ]
+    );
+    let Item::Health(web) = &d.items[0] else {
+        panic!()
+    };
+    assert_eq!(
+        web.check().unwrap(),
+        HealthCheck::Http {
+            url: HttpUrl {
+                host: HostPort {
+                    host: "127.0.0.1".into(),
+                    port: 8080
+                },
+                path: "/healthz".into()
+            },
+            expect: 200
+        }
+    );
+    assert_eq!(web.timeout().unwrap(), std::time::Duration::from_secs(5));
+    let Item::Health(pg) = &d.items[2] else {
+        panic!()
+    };
+    assert_eq!(pg.check().unwrap(), HealthCheck::Command("pg_isready -q"));
+    assert_eq!(pg.timeout().unwrap(), std::time::Duration::from_millis(500));
+    let Item::Health(v6) = &d.items[3] else {
+        panic!()
+    };
+    assert!(
+        matches!(v6.check().unwrap(), HealthCheck::Tcp(hp) if hp.host == "::1" && hp.to_string() == "[::1]:80")
+    );
+    assert!(matches!(&d.items[4], Item::Osupdates(u) if u.updates == UpdateSet::Security));
+    let text = d.render().unwrap();
+    assert!(
+        !text.contains("expect: null") && !text.contains("timeout: null"),
+        "{text}"
+    );
+    assert_eq!(parse_desired(&text, "d.yml").unwrap(), d);
+}
+
+#[test]
+fn http_urls_and_host_ports() {
+    let u = HttpUrl::parse("http://localhost").unwrap();
+    assert_eq!(
+        (u.host.host.as_str(), u.host.port, u.path.as_str()),
+        ("localhost", 80, "/")
+    );
+    let u = HttpUrl::parse("HTTP://[::1]:9000?ready=1").unwrap();
+    assert_eq!(
+        (u.host.host.as_str(), u.host.port, u.path.as_str()),
+        ("::1", 9000, "/?ready=1")
+    );
+    for (bad, want) in [
+        ("https://x/healthz", "command: curl"),
+        ("ftp://x/", "not an http:// URL"),
+        ("http://user:pw@x/", "user info"),
+        ("http://x/a b", "may not contain"),
+        ("http://x/#top", "fragment"),
+        ("http://x:0/", "not a port"),
+        ("http://x:99999/", "not a port"),
+        ("http:///path", "not a host name"),
+        ("http://::1/", "in brackets"),
+        ("http://[zz]/", "not an IPv6 address"),
+    ] {
+        let e = HttpUrl::parse(bad).unwrap_err();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+    assert!(
+        HostPort::parse("db", None)
+            .unwrap_err()
+            .contains("has no port")
+    );
+    assert!(HostPort::parse("-x:1", None).is_err());
+}
+
+#[test]
+fn health_and_osupdates_errors_name_the_field() {
+    for (items, want) in [
+        (
+            "  - health: {name: web}\n",
+            "give one of `http`, `tcp` or `command`",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", command: \"true\"}\n",
+            "give only one of",
+        ),
+        (
+            "  - health: {name: web, http: \"https://x/\"}\n",
+            "http: `https://x/`: https is not supported",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", expect: 200}\n",
+            "expect: only with `http`",
+        ),
+        (
+            "  - health: {name: web, http: \"http://a/\", expect: 42}\n",
+            "expect: 42 is not an HTTP status",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", timeout: 61s}\n",
+            "timeout: `61s` must be more than zero and at most 60s",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", timeout: 5}\n",
+            "timeout: `5` is not a duration; hint: e.g. 5s",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", timeout: 0s}\n",
+            "more than zero",
+        ),
+        (
+            "  - health: {name: Web, tcp: \"a:1\"}\n",
+            "name: `Web` contains `W`",
+        ),
+        ("  - health: {name: -x, tcp: \"a:1\"}\n", "starts with `-`"),
+        (
+            "  - health: {name: web, command: \"  \"}\n",
+            "command: must be a non-empty",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a\"}\n",
+            "tcp: `a` has no port",
+        ),
+        (
+            "  - health: {name: web, tcp: \"a:1\", interval: 3s}\n",
+            "unknown field `interval`",
+        ),
+        (
+            "  - health: {name: a, tcp: \"a:1\"}\n  - health: {name: a, command: \"true\"}\n",
+            "items[1] (health:a): declared twice",
+        ),
+        (
+            "  - osupdates: {updates: some, requested_at: \"2026-12-02T03:00:00Z\"}\n",
+            "unknown variant `some`",
+        ),
+        (
+            "  - osupdates: {updates: all, requested_at: soon}\n",
+            "requested_at: `soon` is not an RFC 3339 timestamp",
+        ),
+        (
+            "  - osupdates: {updates: all}\n",
+            "missing field `requested_at`",
+        ),
+    ] {
+        let e = err(items);
+        assert!(
+            e.contains(want) && e.starts_with("d.yml:"),
+            "for {items:?}: got {e}"
+        );
+    }
 }

@@ -3,8 +3,10 @@
 
 pub mod file;
 pub mod firewall;
+pub mod health;
 pub mod hostname;
 pub mod kmod;
+pub mod osupdates;
 pub mod package;
 pub mod reboot;
 pub mod source;
@@ -19,7 +21,7 @@ mod link_attacks;
 use crate::error::Result;
 use crate::fsutil::nofollow::Parents;
 use crate::host::Host;
-use node_protocol::{Content, Item, KernelModule, Sysctl};
+use node_protocol::{Content, Item, KernelModule, Sysctl, UpdateSet};
 use std::fmt;
 
 /// Bytes a file gets; Debug shows only the size (they may be secret).
@@ -127,6 +129,11 @@ pub enum Op {
     Reboot {
         requested_at: i64,
     },
+    /// Upgrade the OS packages for one request (recorded, so it is done once).
+    OsUpgrade {
+        updates: UpdateSet,
+        requested_at: i64,
+    },
 }
 
 impl fmt::Display for Op {
@@ -197,6 +204,15 @@ impl fmt::Display for Op {
                 "reboot (requested at {})",
                 node_protocol::timefmt::format_rfc3339(*requested_at)
             ),
+            Op::OsUpgrade {
+                updates,
+                requested_at,
+            } => write!(
+                f,
+                "upgrade {} packages (request of {})",
+                updates.as_str(),
+                node_protocol::timefmt::format_rfc3339(*requested_at)
+            ),
         }
     }
 }
@@ -254,13 +270,26 @@ pub struct Step {
     pub actions: Vec<Action>,
     /// Synthetic work with nothing on the system and nothing to do is not reported.
     pub absent: bool,
+    /// Nothing to do and the item as desired. Usually "no actions"; an observe-only item
+    /// (a failing health check) or one waiting (a scheduled upgrade) is not in sync without
+    /// any action.
+    pub in_sync: bool,
+    /// Whether a pass soon could bring an item that is not in sync into sync (false when it
+    /// waits for a time or gave up, e.g. an upgrade request whose attempts are used up).
+    pub retry: bool,
+    /// An error that stands although there is nothing to do now (a failed upgrade waiting
+    /// for its retry), reported as the item's `last_error`.
+    pub error: Option<String>,
 }
 
 fn step<O: fmt::Display>(obs: O, actions: Vec<Action>) -> Step {
     Step {
         observed: obs.to_string(),
+        in_sync: actions.is_empty(),
         actions,
         absent: false,
+        retry: true,
+        error: None,
     }
 }
 
@@ -357,6 +386,23 @@ pub fn observe_and_plan(host: &Host, work: &Work) -> Result<Step> {
             let o = reboot::observe(host)?;
             Ok(step(&o, reboot::plan(r, &o)?))
         }
+        Work::Item(Item::Health(h)) => {
+            let o = health::observe(host, h)?;
+            Ok(Step {
+                in_sync: o.is_healthy(),
+                ..step(&o, vec![])
+            })
+        }
+        Work::Item(Item::Osupdates(u)) => {
+            let o = osupdates::observe(host, u)?;
+            let p = osupdates::plan(&o);
+            Ok(Step {
+                in_sync: p.in_sync,
+                retry: p.retry,
+                error: p.error,
+                ..step(&o, p.actions)
+            })
+        }
     }
 }
 
@@ -367,6 +413,8 @@ pub struct PassCtx {
     pub apt_updated: bool,
     /// Set when a reboot action ran: the caller reboots after reporting.
     pub reboot: Option<i64>,
+    /// An OS upgrade ran (whatever its outcome): the pending-update count is out of date.
+    pub upgraded: bool,
     /// Paths written in this pass, with a sequence number.
     pub changed: Vec<(String, u64)>,
     /// Units (re)started in this pass, with a sequence number.
@@ -465,6 +513,13 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
             reboot::mark(host, *requested_at)?;
             ctx.reboot = Some(*requested_at);
             Ok(())
+        }
+        Op::OsUpgrade {
+            updates,
+            requested_at,
+        } => {
+            ctx.upgraded = true;
+            osupdates::upgrade(host, *updates, *requested_at)
         }
     }
 }

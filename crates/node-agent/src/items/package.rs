@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Long enough for a large package over a slow mirror; the watchdog is fed meanwhile.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
@@ -200,7 +200,9 @@ pub fn plan(p: &Package, o: &Observed) -> Result<Vec<Action>> {
     Ok(actions)
 }
 
-fn apt_cmd(args: &[&str]) -> Cmd {
+/// `apt-get` noninteractive, keeping changed conffiles, waiting for the dpkg lock, with the
+/// install timeout.
+pub fn apt_cmd(args: &[&str]) -> Cmd {
     Cmd::new("apt-get")
         .args([
             "-q",
@@ -218,7 +220,12 @@ fn apt_cmd(args: &[&str]) -> Cmd {
 }
 
 pub fn apt_update(host: &Host) -> Result<()> {
-    let cmd = apt_cmd(&["update"]);
+    apt_update_with(host, &[])
+}
+
+/// `apt-get update` with extra options before the command (another source list).
+pub fn apt_update_with(host: &Host, options: &[&str]) -> Result<()> {
+    let cmd = apt_cmd(&[options, &["update"]].concat());
     let out = host.run(&cmd)?;
     // apt-get update exits 0 on some fetch failures; `W:`/`E:` lines tell.
     if !out.success() || out.stderr.lines().any(|l| l.starts_with("E:")) {
@@ -238,6 +245,24 @@ fn apt_install(host: &Host, name: &str, version: &str) -> Result<Output> {
     ]))
 }
 
+/// apt failed because an earlier dpkg run was interrupted (e.g. the agent was killed).
+pub fn dpkg_interrupted(out: &Output) -> bool {
+    let text = format!("{}{}", out.stderr, out.stdout);
+    !out.success()
+        && (text.contains("dpkg was interrupted") || text.contains("dpkg --configure -a"))
+}
+
+/// Finishes what an interrupted dpkg run left half-configured.
+pub fn repair_dpkg(host: &Host) -> Result<()> {
+    let fix = Cmd::new("dpkg")
+        .args(["--configure", "-a", "--force-confold"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .timeout(INSTALL_TIMEOUT);
+    host.run_ok(&fix)
+        .map(|_| ())
+        .map_err(|e| e.context("repairing an interrupted dpkg run"))
+}
+
 /// apt fails this way when a version is not in its (possibly stale) lists.
 fn looks_not_found(out: &Output) -> bool {
     let t = format!("{}{}", out.stderr, out.stdout);
@@ -250,17 +275,8 @@ pub fn install(host: &Host, ctx: &mut PassCtx, name: &str, version: &str) -> Res
     match host.pkg_manager().clone() {
         PkgManager::Apt => {
             let mut out = apt_install(host, name, version)?;
-            let text = format!("{}{}", out.stderr, out.stdout);
-            if !out.success()
-                && (text.contains("dpkg was interrupted") || text.contains("dpkg --configure -a"))
-            {
-                // Left behind by an interrupted earlier run (e.g. the agent was killed).
-                let fix = Cmd::new("dpkg")
-                    .args(["--configure", "-a", "--force-confold"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .timeout(INSTALL_TIMEOUT);
-                host.run_ok(&fix)
-                    .map_err(|e| e.context("repairing an interrupted dpkg run"))?;
+            if dpkg_interrupted(&out) {
+                repair_dpkg(host)?;
                 out = apt_install(host, name, version)?;
             }
             if !out.success() && looks_not_found(&out) && !ctx.apt_updated {
