@@ -50,9 +50,9 @@ pub fn start_command(endpoints: &[String], prefix: &str) -> String {
     let e = etcdctl(endpoints);
     let script = format!(
         "i=0\nwhile [ ! -e {DIR}/stop ]; do\n  i=$((i+1))\n  k=$(printf '%s/%08d' {prefix} \"$i\")\n  \
-if {e} put \"$k\" \"$i\" >/dev/null 2>&1; then r=ok; else r=fail; fi\n  \
-echo \"$r $i $(date +%s%3N)\" >> {DIR}/log\ndone\n",
-        prefix = crate::steps::quote(prefix),
+if out=$({e} put \"$k\" \"$i\" 2>&1); then r=ok; why=; else r=fail; why=$(printf '%s\\n' \"$out\" | tail -n 1 | cut -c1-200); fi\n  \
+echo \"$r $i $(date +%s%3N) $why\" >> {DIR}/log\ndone\n",
+        prefix = crate::sh::quote(prefix),
     );
     format!(
         "set -eu\nsystemctl stop {UNIT} 2>/dev/null || true\nsystemctl reset-failed {UNIT} 2>/dev/null || true\n\
@@ -79,7 +79,7 @@ pub fn read_back_command(endpoints: &[String], prefix: &str) -> String {
     format!(
         "{} get --prefix --keys-only {}/\n",
         etcdctl(endpoints),
-        crate::steps::quote(prefix)
+        crate::sh::quote(prefix)
     )
 }
 
@@ -104,7 +104,8 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Log lines `ok|fail <seq> <ms>`; anything else (a line cut by a kill) is skipped.
+/// Log lines `ok|fail <seq> <ms> [why]` (a failure's last line of etcdctl output follows);
+/// anything else (a line cut by a kill) is skipped.
 fn entries(log: &str) -> Vec<(bool, u64, u64)> {
     log.lines()
         .filter_map(|l| {
@@ -194,8 +195,39 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_is_valid_sh_and_its_failures_parse() {
+        let c = start_command(&["https://10.0.0.1:2379".into()], "load");
+        let script = c
+            .split("<<'ORB_EOF'\n")
+            .nth(1)
+            .unwrap()
+            .split("ORB_EOF")
+            .next()
+            .unwrap();
+        assert!(script.contains("| tail -n 1 | cut -c1-200)"), "{script}");
+        for s in [&c, script] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", s])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let r = analyze(
+            "ok 1 100\nfail 2 200 Error: context deadline exceeded\nok 3 300\n",
+            "load/00000001\nload/00000003\n",
+            "load",
+            None,
+        );
+        assert_eq!((r.acked, r.failed_writes, r.lost_acked_writes), (2, 1, 0));
+    }
+
+    #[test]
     fn client_items_are_valid_and_keep_the_key_private() {
-        let ca = crate::tls::generate_ca("kv").unwrap();
+        let ca = crate::tls::generate_ca("kv", "orb-etcd kv CA").unwrap();
         let c = crate::tls::client_cert(&ca, "load").unwrap();
         let items = client_items(&ca.pem.cert, &c, "3.4.23-4+b4");
         let doc = node_protocol::NodeDesired::new(1, items.clone()).render_for_machine();

@@ -13,7 +13,9 @@ use std::net::IpAddr;
 /// `kind` and `version` of a record file; records written before they carried them have
 /// neither, and read the same.
 pub const RECORD_KIND: &str = "EtcdClusterRecord";
-pub const RECORD_VERSIONS: &[&str] = &["v1"];
+/// v2 added the removed members' ids, the auth setup and the certificate rotation; a v1 file
+/// reads as a v2 without them.
+pub const RECORD_VERSIONS: &[&str] = &["v1", "v2"];
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,63 @@ pub struct ClusterRecord {
     /// concerned is touched) until it is healthy again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ErrorRecord>,
+    /// The users and roles the last successful [`crate::steps::EtcdStep::SetupAuth`] left
+    /// (authentication is enabled once this is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthRecord>,
+    /// A certificate rotation in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationRecord>,
+    /// The `rotatecerts` request of the spec the last rotation was for (a newer one starts
+    /// another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_for: Option<String>,
+    /// Peer certificates of members that left the cluster, to be revoked (and forgotten once
+    /// the bundle's CRL lists them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoke: Vec<RevokeRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRecord {
+    /// The member it was issued to.
+    pub name: String,
+    /// Its serial number (hex).
+    pub serial: String,
+}
+
+pub use crate::steps::auth::UserGrant;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRecord {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserGrant>,
+}
+
+pub use crate::tls::RotationPhase;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RotationRecord {
+    /// Why (`orbctl cluster rotate-certs`, an expiry, an old bundle).
+    pub reason: String,
+    /// The generation rotated to.
+    pub generation: u32,
+    pub phase: RotationPhase,
+    /// Unix seconds when the phase began (clients get the grace period from here).
+    pub since: u64,
+    /// Members rolled in this phase, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    /// Unix seconds when the last member was rolled (a member not back with its new
+    /// certificates within the grace period stops the rotation with an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_at: Option<u64>,
+    /// The `rotatecerts` request that started it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +154,10 @@ pub struct MemberRecord {
 #[serde(deny_unknown_fields)]
 pub struct RemovedRecord {
     pub name: String,
+    /// Its member id when it left (the wipe checks the data on the machine is this member's);
+    /// none in records written before v2.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt")]
+    pub id: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -141,7 +204,8 @@ impl ClusterRecord {
             | EtcdStep::RemoveMember { name, .. }
             | EtcdStep::MoveLeader { to_name: name, .. } => Some(name.clone()),
             EtcdStep::WipeMember { on, .. } => Some(on.clone()),
-            EtcdStep::Snapshot { .. }
+            EtcdStep::SetupAuth { .. }
+            | EtcdStep::Snapshot { .. }
             | EtcdStep::PruneSnapshots { .. }
             | EtcdStep::Restore { .. } => None,
         };
@@ -159,6 +223,11 @@ impl ClusterRecord {
                     && let Some(m) = self.members.iter_mut().find(|m| &m.name == name)
                 {
                     m.id = Some(id);
+                }
+                if let EtcdStep::SetupAuth { users, .. } = step {
+                    self.auth = Some(AuthRecord {
+                        users: users.clone(),
+                    });
                 }
                 if let EtcdStep::Snapshot { via, path, .. } = step
                     && let Ok((size, sha256)) = crate::steps::parse_snapshot_result(out)

@@ -14,7 +14,10 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use orb_etcd::record::ClusterRecord;
 use orb_model::Id;
 
-const CLIENT: &str = "http://127.0.0.1:23790";
+// TLS with the member's own certificates: a snapshot of a cluster with authentication
+// enabled serves only authenticated clients, and the member's client certificate is
+// Orbiter's (etcd user `orbiter`, role root). `P` is the member's PKI directory.
+const CLIENT: &str = "https://127.0.0.1:23790";
 const PEER: &str = "http://127.0.0.1:23800";
 
 /// What the drill verified.
@@ -51,9 +54,9 @@ if command -v etcdutl >/dev/null 2>&1; then T=etcdutl; else T='env ETCDCTL_API=3
 echo "@@sha $(sha256sum "$snap" | cut -d' ' -f1)"
 echo "@@status $($T snapshot status "$snap" -w json)"
 $T snapshot restore "$snap" --name drill --data-dir "$d/data" --initial-cluster drill={PEER} --initial-advertise-peer-urls {PEER} >"$d/restore.log" 2>&1 || {{ tail -5 "$d/restore.log" >&2; exit 1; }}
-etcd --name drill --data-dir "$d/data" --listen-client-urls {CLIENT} --advertise-client-urls {CLIENT} --listen-peer-urls {PEER} --initial-advertise-peer-urls {PEER} --initial-cluster drill={PEER} >"$d/etcd.log" 2>&1 &
+etcd --name drill --data-dir "$d/data" --listen-client-urls {CLIENT} --advertise-client-urls {CLIENT} --cert-file "$P/server.crt" --key-file "$P/server.key" --trusted-ca-file "$P/ca.crt" --client-cert-auth --listen-peer-urls {PEER} --initial-advertise-peer-urls {PEER} --initial-cluster drill={PEER} >"$d/etcd.log" 2>&1 &
 pid=$!
-E="env ETCDCTL_API=3 etcdctl --endpoints={CLIENT} --dial-timeout=2s"
+E="env ETCDCTL_API=3 etcdctl --endpoints={CLIENT} --cacert=$P/ca.crt --cert=$P/client.crt --key=$P/client.key --dial-timeout=2s"
 n=0
 until $E endpoint health >/dev/null 2>&1; do
   n=$((n+1)); if [ $n -ge 60 ]; then tail -5 "$d/etcd.log" >&2; exit 1; fi; sleep 0.5
@@ -117,7 +120,14 @@ pub fn restore_drill(
         &t,
         pinned,
         login,
-        &as_root(&t.user, &script()),
+        &as_root(
+            &t.user,
+            &format!(
+                "P={}\n{}",
+                crate::ssh::quote(&orb_etcd::items::paths::pki(cluster.as_str())),
+                script()
+            ),
+        ),
         Some(&bytes),
     )?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

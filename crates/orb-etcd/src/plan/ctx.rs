@@ -9,6 +9,7 @@ use super::{Candidate, EtcdPlan, PlanInput};
 use crate::items::{InitialState, Tuning};
 use crate::observe::{MemberEntry, MemberView, hex_id};
 use crate::record::{ClusterRecord, MemberRecord, MemberState};
+use crate::steps::{EtcdStep, WipeCheck};
 use std::collections::BTreeSet;
 
 pub(super) struct Ctx<'a> {
@@ -112,6 +113,88 @@ pub(super) fn name_of(cx: &Ctx<'_>, id: u64) -> String {
         .find(|m| m.id == Some(id))
         .map(|m| m.name.clone())
         .unwrap_or_else(|| hex_id(id))
+}
+
+/// A checked wipe of `machine`, or why it must not be wiped: the data on it (as its WAL says)
+/// must be of the recorded cluster and of `member` when that is known, and the agreed `list`
+/// must not have that member. The step checks the same again on the machine, and asks a
+/// majority of the list's voters, before it deletes anything.
+pub(super) fn checked_wipe(
+    cx: &Ctx<'_>,
+    machine: &str,
+    member: Option<u64>,
+    list: &[MemberEntry],
+) -> Result<EtcdStep, String> {
+    let Some(cid) = cx.out.record.cluster_id else {
+        return Err("the record has no cluster id yet".into());
+    };
+    let mut member_id = member;
+    if let Some(v) = cx.obs(machine).filter(|v| v.data_dir) {
+        let Some((mid, dcid)) = v.data_ids else {
+            return Err(format!(
+                "whose data it holds cannot be read ({}); wipe it by hand if it is not needed",
+                v.data_ids_error.as_deref().unwrap_or("not observed")
+            ));
+        };
+        if dcid != cid {
+            return Err(format!(
+                "it holds data of cluster {}, not of the recorded cluster {}; it is left alone (wipe it by hand or take the machine out of the pool)",
+                hex_id(dcid),
+                hex_id(cid)
+            ));
+        }
+        if let Some(m) = member
+            && m != mid
+        {
+            return Err(format!(
+                "its data belongs to member {}, not to the removed member {}; it is left alone",
+                hex_id(mid),
+                hex_id(m)
+            ));
+        }
+        if list.iter().any(|e| e.id == mid) {
+            return Err(format!(
+                "the agreed member list still has member {} whose data it holds",
+                hex_id(mid)
+            ));
+        }
+        member_id = Some(mid);
+    }
+    let endpoints: Vec<String> = list
+        .iter()
+        .filter(|e| e.started && !e.learner)
+        .filter_map(|e| e.client_urls.first().cloned())
+        .collect();
+    if endpoints.is_empty() {
+        return Err("no started member to confirm with".into());
+    }
+    Ok(EtcdStep::WipeMember {
+        cluster: cx.i.cluster.to_owned(),
+        on: machine.to_owned(),
+        check: Some(WipeCheck {
+            cluster_id: cid,
+            member_id,
+            endpoints,
+        }),
+    })
+}
+
+/// Whether `name` runs the PKI its items give it (`@@pki`: the expected label, and etcd
+/// restarted since); true outside a rotation and for members not rolled in its phase.
+pub(super) fn runs_its_pki(cx: &Ctx<'_>, name: &str) -> bool {
+    let Some(r) = &cx.out.record.rotation else {
+        return true;
+    };
+    if !r.done.iter().any(|d| d == name) || cx.i.secrets.next.is_none() {
+        return true;
+    }
+    let want =
+        cx.i.secrets
+            .member_pki(name, crate::tls::PkiStage::of(Some(r.phase), true))
+            .map(|p| p.label);
+    cx.obs(name)
+        .and_then(|v| v.pki.as_ref())
+        .is_some_and(|s| s.fresh && Some(&s.label) == want.as_ref())
 }
 
 /// Ready, reachable and not gone: a machine a new member may be placed on.

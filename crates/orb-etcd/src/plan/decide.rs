@@ -4,7 +4,7 @@
 //! in its module.
 
 use super::ctx::{Ctx, Facts};
-use super::{backup, health, membership, rolling, scaling};
+use super::{backup, health, membership, pki, rolling, scaling};
 use crate::observe::{MemberEntry, MemberView};
 use crate::record::{MemberRecord, MemberState};
 use std::ops::ControlFlow;
@@ -26,6 +26,8 @@ fn in_order(cx: &mut Ctx<'_>, f: &Facts<'_>) -> ControlFlow<()> {
     // 4. Replace a dead member: machine gone, or unhealthy for the grace period.
     health::replace_dead(cx, f)?;
     health::wait_all_healthy(cx, f)?;
+    // 5. Authentication (users, roles, `auth enable`) once, and when the users change.
+    pki::setup_auth(cx, f)?;
 
     let members: Vec<MemberRecord> = cx
         .out
@@ -37,16 +39,18 @@ fn in_order(cx: &mut Ctx<'_>, f: &Facts<'_>) -> ControlFlow<()> {
         .collect();
     let want = i.spec.nodes.value as usize;
 
-    // 5. Scale in: highest position first.
+    // 6. Scale in: highest position first.
     scaling::scale_in(cx, f, &members, want)?;
-    // 6. Rolling change: version and tuning, one member at a time, leader last.
+    // 7. Rolling change: version and tuning, one member at a time, leader last.
     let target_package = rolling::roll(cx, f, &members)?;
-    // 7. Scale out (and replacements): the first usable candidate that is not a member.
+    // 8. Scale out (and replacements): the first usable candidate that is not a member.
     if members.len() < want {
         scaling::scale_out(cx, &members, want, &target_package, f);
         return ControlFlow::Break(());
     }
-    // 8. A scheduled snapshot, from a follower (the leader has enough to do).
+    // 9. Certificate rotation: one member at a time, phase by phase.
+    pki::rotate(cx, f, &members)?;
+    // 10. A scheduled snapshot, from a follower (the leader has enough to do).
     backup::snapshot_if_due(cx, f, &members);
     ControlFlow::Continue(())
 }

@@ -3,7 +3,7 @@
 //! rollout behind a recorded error and clear the error once its cause is fixed. Together
 //! because they are the planner's answers to members that do not behave.
 
-use super::ctx::{Ctx, Facts, name_of};
+use super::ctx::{Ctx, Facts, name_of, runs_its_pki};
 use super::rules::{quorum, semver};
 use crate::record::MemberState;
 use crate::steps::EtcdStep;
@@ -108,17 +108,19 @@ pub(super) fn settle_error(cx: &mut Ctx<'_>) {
         return;
     };
     if let Some(name) = &e.member {
-        let fixed = cx
-            .out
-            .record
-            .members
-            .iter()
-            .find(|m| &m.name == name)
-            .is_none_or(|m| {
-                m.state == MemberState::Member
-                    && m.healthy
-                    && m.version.as_deref().and_then(semver) == semver(&m.package)
-            })
+        let pki_ok = runs_its_pki(cx, name);
+        let fixed = pki_ok
+            && cx
+                .out
+                .record
+                .members
+                .iter()
+                .find(|m| &m.name == name)
+                .is_none_or(|m| {
+                    m.state == MemberState::Member
+                        && m.healthy
+                        && m.version.as_deref().and_then(semver) == semver(&m.package)
+                })
             && !cx.out.record.removed.iter().any(|r| &r.name == name);
         if fixed && cx.out.steps.is_empty() {
             cx.rec().last_error = None;

@@ -4,17 +4,18 @@
 //! members that are not ours, and wipe former members' machines. Together because each of
 //! them is a single add/promote/remove and they share the same quorum checks.
 
-use super::ctx::{Ctx, Facts};
+use super::ctx::{Ctx, Facts, checked_wipe};
 use super::health::blocked_by_error;
 use super::rules::quorum;
 use crate::items::peer_url;
-use crate::observe::hex_id;
+use crate::observe::{MemberEntry, hex_id};
 use crate::record::{ErrorRecord, MemberRecord, MemberState};
 use crate::steps::EtcdStep;
 use std::ops::ControlFlow;
 
-/// Former members: stop and wipe, then forget them and release the machine.
-pub(super) fn wipe_removed(cx: &mut Ctx<'_>) {
+/// Former members: stop and wipe (only from an agreed list, checked: see
+/// [`super::ctx::checked_wipe`]), then forget them and release the machine.
+pub(super) fn wipe_removed(cx: &mut Ctx<'_>, list: Option<&[MemberEntry]>) {
     let removed = cx.out.record.removed.clone();
     for r in removed {
         let cand = cx.cand(&r.name);
@@ -39,11 +40,18 @@ pub(super) fn wipe_removed(cx: &mut Ctx<'_>) {
                 if clean {
                     cx.rec().removed.retain(|x| x.name != r.name);
                     cx.out.releasable.insert(r.name.clone());
-                } else {
-                    cx.out.steps.push(EtcdStep::WipeMember {
-                        cluster: cx.i.cluster.to_owned(),
-                        on: r.name.clone(),
-                    });
+                    continue;
+                }
+                let Some(list) = list else {
+                    cx.wait(format!(
+                        "wipe of former member {} waits for a member list the members agree on",
+                        r.name
+                    ));
+                    continue;
+                };
+                match checked_wipe(cx, &r.name, r.id, list) {
+                    Ok(step) => cx.out.steps.push(step),
+                    Err(why) => cx.wait(format!("former member {} is not wiped: {why}", r.name)),
                 }
             }
         }

@@ -8,9 +8,21 @@
 //! - one membership change (add, remove) or one rolling restart at a time, and only when
 //!   every member is healthy (removing a dead member needs the others healthy);
 //! - a member's items change only when the planner rolls it (so config churn cannot restart
-//!   several members at once);
-//! - data is wiped only on a machine whose member the cluster no longer lists;
-//! - nothing is decided from a member list that no healthy member confirmed.
+//!   several members at once); the peer CRL is the exception, and etcd reads it without a
+//!   restart;
+//! - nothing is decided from a member list that more than half of the recorded members did
+//!   not report alike (same cluster id, same ids and peer URLs; `agree`), and a list naming
+//!   another cluster than the recorded one is never accepted: one machine cannot get the
+//!   others removed or wiped;
+//! - data is wiped only on a machine whose member an agreed list no longer has, and only
+//!   when the machine's WAL says the data is that member's and that cluster's; the wipe
+//!   command checks both again on the machine and asks a majority of the members before it
+//!   deletes (`steps::wipe`);
+//! - at most one destructive step (member removal, wipe) per plan;
+//! - certificates change one member at a time, and at every moment each member trusts the CA
+//!   of every other member's certificates (`pki`: trust bundle first, old CA removed last);
+//! - no randomness, no clock: new certificates and CAs are [`EtcdPlan::pki`] changes the
+//!   engine makes in its generate step; `now` is an input.
 //!
 //! Restart safety: the record is the intent (engine contract: commit [`EtcdPlan::record`]
 //! before or with applying the steps), and every step is idempotent; a member added by a run
@@ -18,11 +30,14 @@
 //! configuration its machine has on disk.
 //!
 //! Layout: this file holds the inputs, the outputs and the entry point [`plan`], which runs the
-//! phases in order: `observed` (trust a member list, match it with the record), `membership`
-//! (wipe former members), then `bootstrap` or `decide` (which orders `membership`, `health`,
-//! `scaling`, `rolling` and `backup`), `health` (settle the last error) and `node_items`.
-//! Shared state and helpers are in `ctx`, etcd's quorum and version rules in `rules`.
+//! phases in order: `agree` (the member list more than half agree on), `observed` (match it
+//! with the record), `membership` (wipe former members), then `bootstrap` or `decide` (which
+//! orders `membership`, `health`, `pki` (authentication), `scaling`, `rolling`, `pki`
+//! (rotation) and `backup`), `pki` (revoke removed members' peer certificates), `health`
+//! (settle the last error), the one-destructive-step cap and `node_items`. Shared state and
+//! helpers are in `ctx`, etcd's quorum and version rules in `rules`.
 
+mod agree;
 mod backup;
 mod bootstrap;
 mod ctx;
@@ -31,6 +46,7 @@ mod health;
 mod membership;
 mod node_items;
 mod observed;
+mod pki;
 mod rolling;
 mod rules;
 mod scaling;
@@ -42,7 +58,7 @@ use crate::items::{InitialState, Tuning};
 use crate::observe::MemberView;
 use crate::record::{ClusterRecord, MemberState};
 use crate::steps::EtcdStep;
-use crate::tls::ClusterSecrets;
+use crate::tls::{ClusterSecrets, PkiChange};
 use ctx::Ctx;
 use node_protocol::Item;
 use orb_model::kinds::etcd_cluster::EtcdCluster;
@@ -79,6 +95,10 @@ pub struct PlanInput<'a> {
     /// A member unhealthy (or unreachable) this long is replaced; a joining or rolled member
     /// not healthy this long after its change stops the rollout with an error.
     pub grace_secs: u64,
+    /// How long clients get during a certificate rotation to pick up the CA bundle before
+    /// members serve new certificates, and again to switch to their new client certificates
+    /// before the old CAs are dropped.
+    pub client_grace_secs: u64,
 }
 
 #[derive(Clone, Default, PartialEq)]
@@ -90,6 +110,8 @@ pub struct EtcdPlan {
     pub items: BTreeMap<String, Vec<Item>>,
     pub record: ClusterRecord,
     pub releasable: BTreeSet<String>,
+    /// Changes of the certificate bundle the engine makes (and seals) in its `generate` step.
+    pub pki: Vec<PkiChange>,
 }
 
 /// Items carry private keys: Debug shows how many items each machine gets, not what they are.
@@ -106,6 +128,7 @@ impl std::fmt::Debug for EtcdPlan {
             .field("items (count)", &items)
             .field("record", &self.record)
             .field("releasable", &self.releasable)
+            .field("pki", &self.pki)
             .finish()
     }
 }
@@ -119,14 +142,32 @@ pub fn plan(i: &PlanInput<'_>) -> EtcdPlan {
         },
         tuning: Tuning::from(&i.spec.tuning),
     };
-    let list = observed::confirmed_list(i);
+    let (list, silent) = match agree::agreed_list(i) {
+        agree::Agreement::Agreed {
+            view,
+            list,
+            dissent,
+        } => {
+            cx.out.waiting.extend(dissent);
+            (Some((view, list)), false)
+        }
+        agree::Agreement::Silent { dissent } => {
+            cx.out.waiting.extend(dissent);
+            (None, true)
+        }
+        agree::Agreement::Disagree(why) => {
+            cx.wait(why);
+            (None, false)
+        }
+    };
     if let Some((v, l)) = list {
         observed::reconcile_with_list(&mut cx, v, l);
     }
-    observed::refresh_observed(&mut cx, list.map(|(v, l)| (v, l.as_slice())));
-    membership::wipe_removed(&mut cx);
+    observed::refresh_observed(&mut cx, list);
+    membership::wipe_removed(&mut cx, list.map(|(_, l)| l));
     match list {
-        None if cx.out.record.members.is_empty() => bootstrap::bootstrap(&mut cx),
+        None if cx.out.record.members.is_empty() && silent => bootstrap::bootstrap(&mut cx),
+        None if !silent => {}
         None => {
             let bootstrapping =
                 cx.out.record.members.iter().all(|m| {
@@ -148,9 +189,37 @@ pub fn plan(i: &PlanInput<'_>) -> EtcdPlan {
         }
         Some((leader_view, l)) => decide::decide(&mut cx, leader_view, l),
     }
+    pki::revoke_removed(&mut cx);
     health::settle_error(&mut cx);
+    one_destructive_step(&mut cx);
     node_items::build_items(&mut cx);
     cx.out
+}
+
+/// At most one step that removes a member or data per plan: the first one planned; the
+/// others wait for a later plan (which decides again from what it then observes).
+fn one_destructive_step(cx: &mut Ctx<'_>) {
+    let mut first: Option<String> = None;
+    let mut waits = Vec::new();
+    cx.out.steps.retain(|s| {
+        if !s.destructive() {
+            return true;
+        }
+        match &first {
+            None => {
+                first = Some(s.summary());
+                true
+            }
+            Some(f) => {
+                waits.push(format!(
+                    "`{}` waits for a later plan: one destructive step at a time (`{f}` first)",
+                    s.summary()
+                ));
+                false
+            }
+        }
+    });
+    cx.out.waiting.extend(waits);
 }
 
 #[cfg(test)]

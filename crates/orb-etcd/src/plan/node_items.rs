@@ -4,20 +4,15 @@
 //! the client endpoints. Last phase: it only reads the decided record.
 
 use super::ctx::Ctx;
-use crate::items::{
-    ClusterView, InitialState, MemberConfig, client_url, member_items, removed_items,
-};
+use crate::items::{InitialState, MemberConfig, client_url, member_items, removed_items};
 use crate::record::MemberState;
+use crate::tls::PkiStage;
 use std::collections::BTreeMap;
 
 pub(super) fn build_items(cx: &mut Ctx<'_>) {
     let i = cx.i;
     let s = i.secrets;
-    let view = ClusterView {
-        id: i.cluster,
-        ca_cert: &s.ca.pem.cert,
-        client: &s.client,
-    };
+    let rotation = cx.out.record.rotation.as_ref();
     let mut items = BTreeMap::new();
     let mut waits = Vec::new();
     for c in i.candidates {
@@ -30,7 +25,12 @@ pub(super) fn build_items(cx: &mut Ctx<'_>) {
                 items.insert(c.machine.clone(), Vec::new());
                 continue;
             }
-            let Some(certs) = s.members.get(&m.name).filter(|x| x.ip == m.ip) else {
+            // Its place in a rotation (the current generation outside of one).
+            let stage = match (rotation, &s.next) {
+                (Some(r), Some(_)) => PkiStage::of(Some(r.phase), r.done.contains(&m.name)),
+                _ => PkiStage::Current,
+            };
+            let Some(pki) = s.member_pki(&m.name, stage).filter(|p| p.certs.ip == m.ip) else {
                 waits.push(format!(
                     "certificates of member {} are missing; Orbiter issues them first (tls::ensure_secrets)",
                     m.name
@@ -44,9 +44,9 @@ pub(super) fn build_items(cx: &mut Ctx<'_>) {
                 tuning: m.tuning,
                 initial_cluster: &m.initial_cluster,
                 initial_state: m.initial_state,
-                certs,
+                pki: &pki,
             };
-            items.insert(c.machine.clone(), member_items(&view, &cfg));
+            items.insert(c.machine.clone(), member_items(i.cluster, &cfg));
         } else if cx.out.record.removed.iter().any(|r| r.name == c.machine) {
             items.insert(c.machine.clone(), removed_items(i.cluster));
         } else {

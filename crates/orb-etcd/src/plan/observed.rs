@@ -1,30 +1,15 @@
-//! From observation to record, before any decision: picks the member list to trust (one a
-//! healthy member of the recorded cluster confirmed), matches it with the record (ids,
-//! adoption of members a dead run added, removals done) and copies the observed facts in.
+//! From observation to record, before any decision: matches the agreed member list (see
+//! `agree`) with the record (ids, adoption of members a dead run added, removals done) and
+//! copies the observed facts in.
 //! Kept apart because every later phase decides from the record this produces.
 
-use super::PlanInput;
 use super::ctx::Ctx;
 use crate::items::{InitialState, Tuning, initial_cluster, peer_url};
 use crate::observe::{MemberEntry, MemberView, hex_id};
-use crate::record::{MemberRecord, MemberState, RemovedRecord};
+use crate::record::{MemberRecord, MemberState, RemovedRecord, RevokeRecord};
 use std::net::IpAddr;
 
-/// The member list confirmed by the most up-to-date healthy member of the record's cluster.
-pub(super) fn confirmed_list<'a>(
-    i: &'a PlanInput<'a>,
-) -> Option<(&'a MemberView, &'a Vec<MemberEntry>)> {
-    i.candidates
-        .iter()
-        .filter(|c| c.reachable && !c.gone)
-        .filter_map(|c| i.observed.get(&c.machine))
-        .filter(|v| v.healthy && v.members.is_some())
-        .filter(|v| i.record.cluster_id.is_none() || v.cluster_id == i.record.cluster_id)
-        .max_by_key(|v| v.raft_index.unwrap_or(0))
-        .and_then(|v| Some((v, v.members.as_ref()?)))
-}
-
-/// Matches the confirmed member list with the record: ids, adoptions, removals done.
+/// Matches the agreed member list with the record: ids, adoptions, removals done.
 pub(super) fn reconcile_with_list(cx: &mut Ctx<'_>, view: &MemberView, list: &[MemberEntry]) {
     let i = cx.i;
     if cx.out.record.cluster_id.is_none() {
@@ -140,13 +125,22 @@ pub(super) fn reconcile_with_list(cx: &mut Ctx<'_>, view: &MemberView, list: &[M
         if listed || never_added {
             true
         } else {
-            gone.push(m.name.clone());
+            gone.push((m.name.clone(), m.id));
             false
         }
     });
-    for name in gone {
+    for (name, id) in gone {
+        // Its peer certificates (both generations during a rotation) are revoked next.
+        for serial in cx.i.secrets.peer_serials(&name) {
+            if !cx.out.record.revoke.iter().any(|r| r.serial == serial) {
+                cx.out.record.revoke.push(RevokeRecord {
+                    name: name.clone(),
+                    serial,
+                });
+            }
+        }
         if !cx.out.record.removed.iter().any(|r| r.name == name) {
-            cx.out.record.removed.push(RemovedRecord { name });
+            cx.out.record.removed.push(RemovedRecord { name, id });
         }
     }
     // A joining member the list does not have yet (add pending), in a bootstrap that already

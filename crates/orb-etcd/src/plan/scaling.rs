@@ -3,7 +3,7 @@
 //! a learner (its machine wiped first when it holds old data). Together because both compare
 //! the member count with the wanted one and never change quorum by more than one vote.
 
-use super::ctx::{Ctx, Facts, joining, usable};
+use super::ctx::{Ctx, Facts, checked_wipe, joining, usable};
 use super::rules::quorum;
 use crate::items::{InitialState, initial_cluster, peer_url};
 use crate::record::{MemberRecord, MemberState};
@@ -79,12 +79,31 @@ pub(super) fn scale_out(
     let i = cx.i;
     let cluster = i.cluster.to_owned();
     {
-        let next = i.candidates.iter().find(|c| {
+        // Candidates holding data a wipe may not touch are skipped (and stay held).
+        let mut skipped = Vec::new();
+        let mut next = None;
+        for c in i.candidates.iter().filter(|c| {
             usable(c)
                 && !cx.out.record.members.iter().any(|m| m.name == c.machine)
                 && !cx.out.record.removed.iter().any(|m| m.name == c.machine)
-        });
-        let Some(c) = next else {
+                && !cx.out.record.revoke.iter().any(|r| r.name == c.machine)
+        }) {
+            if !cx.obs(&c.machine).is_some_and(|v| v.data_dir) {
+                next = Some((c, None));
+                break;
+            }
+            match checked_wipe(cx, &c.machine, None, f.list) {
+                Ok(step) => {
+                    next = Some((c, Some(step)));
+                    break;
+                }
+                Err(why) => skipped.push(format!("{} is not used: {why}", c.machine)),
+            }
+        }
+        for w in skipped {
+            cx.wait(w);
+        }
+        let Some((c, wipe)) = next else {
             cx.wait(format!(
                 "{} of {want} members: no ready machine in pool {}.{} to add; add one (Static provider) or wait for the provider",
                 members.len(),
@@ -93,15 +112,12 @@ pub(super) fn scale_out(
             ));
             return;
         };
-        if cx.obs(&c.machine).is_some_and(|v| v.data_dir) {
+        if let Some(step) = wipe {
             cx.wait(format!(
                 "{} holds data of an earlier member; wiping it before it joins",
                 c.machine
             ));
-            cx.out.steps.push(EtcdStep::WipeMember {
-                cluster,
-                on: c.machine.clone(),
-            });
+            cx.out.steps.push(step);
             return;
         }
         let Some(via) = f.via(cx, &c.machine) else {

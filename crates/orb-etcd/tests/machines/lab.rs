@@ -1,12 +1,12 @@
-//! The lab: the cluster's name, the two etcd versions, the certificates and the current
-//! generation, and the node-agent items of one member built from them.
+//! The lab: the cluster's name, the two etcd versions, the certificate bundle, each member's
+//! place in a rotation and the current generation, and the node-agent items of one member
+//! built from them.
 
 use node_protocol::Item;
-use orb_etcd::items::{
-    ClusterView, InitialState, MemberConfig, Tuning, initial_cluster, member_items,
-};
-use orb_etcd::tls::{Ca, CertPem, MemberCerts};
+use orb_etcd::items::{InitialState, MemberConfig, Tuning, initial_cluster, member_items};
+use orb_etcd::tls::{ClusterSecrets, PkiStage};
 use orb_machines::Machine;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub(crate) const OLD: &str = "3.4.23-4+b4";
@@ -15,13 +15,31 @@ pub(crate) const CLUSTER: &str = "kv";
 
 /// What the scenario keeps between its phases.
 pub(crate) struct Lab {
-    pub(crate) ca: Ca,
-    pub(crate) client: CertPem,
-    pub(crate) certs: Vec<MemberCerts>,
+    pub(crate) secrets: ClusterSecrets,
+    /// Members' stages during a rotation (absent: the current generation).
+    pub(crate) stages: BTreeMap<usize, PkiStage>,
     pub(crate) generation: u64,
 }
 
 impl Lab {
+    /// The bundle for every machine of `ms` (and the users of the access phase), as Orbiter
+    /// issues it.
+    pub(crate) fn new(ms: &[Machine]) -> Lab {
+        let (secrets, _) =
+            ClusterSecrets::ensure(CLUSTER, None, &Self::names(ms), &users()).unwrap();
+        Lab {
+            secrets,
+            stages: BTreeMap::new(),
+            generation: 1,
+        }
+    }
+
+    pub(crate) fn names(ms: &[Machine]) -> Vec<(String, IpAddr)> {
+        ms.iter()
+            .map(|m| (m.id().to_owned(), IpAddr::V4(m.ip())))
+            .collect()
+    }
+
     /// The items of member `i` on `version`, in a cluster of `members`.
     pub(crate) fn items(
         &self,
@@ -36,11 +54,11 @@ impl Lab {
                 .iter()
                 .map(|&j| (ms[j].id(), IpAddr::V4(ms[j].ip()))),
         );
-        let view = ClusterView {
-            id: CLUSTER,
-            ca_cert: &self.ca.pem.cert,
-            client: &self.client,
-        };
+        let stage = self.stages.get(&i).copied().unwrap_or(PkiStage::Current);
+        let pki = self
+            .secrets
+            .member_pki(ms[i].id(), stage)
+            .unwrap_or_else(|| panic!("no certificates for {}", ms[i].id()));
         let m = MemberConfig {
             name: ms[i].id(),
             ip: IpAddr::V4(ms[i].ip()),
@@ -52,8 +70,13 @@ impl Lab {
             },
             initial_cluster: &ic,
             initial_state: state,
-            certs: &self.certs[i],
+            pki: &pki,
         };
-        member_items(&view, &m)
+        member_items(CLUSTER, &m)
     }
+}
+
+/// The users of the access phase.
+pub(crate) fn users() -> Vec<String> {
+    vec!["app".into()]
 }

@@ -4,6 +4,7 @@
 use crate::helpers::{sh_ok, wait_agent, write_desired};
 use crate::lab::{Lab, OLD};
 use orb_etcd::load::{self, LoadReport};
+use orb_etcd::tls::CertPem;
 use orb_machines::Machine;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,7 +14,7 @@ pub(crate) fn start(ld: &Machine, ms: &[Machine], lab: &Lab) -> Vec<String> {
     write_desired(
         ld,
         1,
-        load::client_items(&lab.ca.pem.cert, &lab.client, OLD),
+        load::client_items(&lab.secrets.ca.pem.cert, &lab.secrets.client, OLD),
     );
     wait_agent(ld, 1, Duration::from_secs(120));
     let endpoints: Vec<String> = ms[..5]
@@ -23,6 +24,14 @@ pub(crate) fn start(ld: &Machine, ms: &[Machine], lab: &Lab) -> Vec<String> {
     // The voters' endpoints, as the record gives them to clients (a learner refuses requests).
     sh_ok(ld, &load::start_command(&endpoints[..3], "load"));
     endpoints
+}
+
+/// Gives the load client other trust and another client certificate (what a client does
+/// during a rotation); the writer reads its files at every write.
+pub(crate) fn set_pki(ld: &Machine, lab: &mut Lab, ca: &str, client: &CertPem) {
+    lab.generation += 1;
+    write_desired(ld, lab.generation, load::client_items(ca, client, OLD));
+    wait_agent(ld, lab.generation, Duration::from_secs(60));
 }
 
 /// The load machine's clock in milliseconds, the bounds of a window.
@@ -51,6 +60,19 @@ pub(crate) fn check(
             r.acked
         );
         assert_eq!(r.lost_acked_writes, 0, "{op}: {r:?}");
+        if r.failed_writes > 0 {
+            let fails: Vec<&str> = log_text
+                .lines()
+                .filter(|l| l.starts_with("fail "))
+                .filter(|l| {
+                    l.split_whitespace()
+                        .nth(2)
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .is_some_and(|t| (*from..*to).contains(&t))
+                })
+                .collect();
+            eprintln!("  {op}: failed writes at (seq ms): {fails:?}");
+        }
     }
     (log_text, all)
 }

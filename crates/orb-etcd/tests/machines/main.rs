@@ -11,20 +11,23 @@
 //! `load_client`, on top of `helpers` (files, commands, steps, waiting) and `lab` (the cluster's
 //! certificates and each member's items).
 
+mod access;
 mod backup;
 mod helpers;
 mod lab;
 mod load_client;
 mod membership;
 mod observation;
+mod probe;
+mod revocation;
+mod rotation;
 mod upgrade;
 
 use helpers::{agent_binary, log, put, put_key, sh_ok};
-use lab::{CLUSTER, Lab};
+use lab::{CLUSTER, Lab, NEW, OLD};
 use load_client::mark;
-use orb_etcd::tls;
+use orb_etcd::items::InitialState;
 use orb_machines::{GroupGuard, GroupSpec, Host, Suite};
-use std::net::IpAddr;
 use std::process::Command;
 use std::time::Instant;
 
@@ -58,7 +61,7 @@ fn items_and_steps_on_real_machines() {
     )
     .expect("group up");
     let g = guard.group();
-    g.add_packages(Suite::Bookworm, &["etcd-server", "etcd-client"])
+    g.add_packages(Suite::Bookworm, &["etcd-server", "etcd-client", "curl"])
         .expect("bookworm packages");
     g.add_packages(Suite::Trixie, &["etcd-server", "etcd-client"])
         .expect("trixie packages");
@@ -81,22 +84,13 @@ fn items_and_steps_on_real_machines() {
     });
     log(t0, "node-agent installed");
 
-    let ca = tls::generate_ca(CLUSTER).unwrap();
-    let client = tls::client_cert(&ca, "orbiter").unwrap();
-    let certs = ms
-        .iter()
-        .map(|m| tls::member_certs(&ca, m.id(), IpAddr::V4(m.ip())).unwrap())
-        .collect();
-    let mut lab = Lab {
-        ca,
-        client,
-        certs,
-        generation: 1,
-    };
+    // The bundle as Orbiter issues it: client CA, peer CA, users' certificates, empty CRL.
+    let mut lab = Lab::new(&ms);
 
     // --- Bootstrap 3 with TLS.
     let first = [0, 1, 2];
     membership::bootstrap(t0, &ms, &lab, first);
+    access::peers_take_only_peer_certificates(t0, &ms, &lab);
 
     // --- A load client on the sixth machine writes through every operation below.
     let ld = &ms[5];
@@ -118,17 +112,38 @@ fn items_and_steps_on_real_machines() {
     );
     assert_eq!(out.trim(), "v");
 
-    // --- Move leadership to e5, then remove e5 (the leader case: move away first).
-    membership::move_leader_and_remove(t0, &ms, &mut lab);
+    // --- Authentication by certificate with roles (the load client is Orbiter's user).
+    access::authentication(t0, &ms, &lab);
     let t1 = mark(ld);
-    windows.push(("leader_moves_and_remove", t, t1));
+    windows.push(("auth_enable", t, t1));
+    t = t1;
+
+    // --- Move leadership to e5, then remove e5 (the leader case: move away first); checked
+    // wipes; e5's peer certificate revoked.
+    let mut remaining: Vec<revocation::Setup> = vec![
+        (0, OLD, first.to_vec(), InitialState::New),
+        (1, OLD, first.to_vec(), InitialState::New),
+        (2, OLD, first.to_vec(), InitialState::New),
+        (3, OLD, vec![0, 1, 2, 3], InitialState::Existing),
+    ];
+    membership::move_leader_and_remove(t0, &ms, &mut lab, &remaining);
+    let t1 = mark(ld);
+    windows.push(("leader_moves_remove_revoke", t, t1));
     t = t1;
 
     // --- Rolling upgrade of one member 3.4.23 -> 3.5.16 (its config names the version).
     put_key(&ms[0], "before-upgrade");
     members.retain(|&i| i != 4);
     upgrade::one_member(t0, &ms, &mut lab, first);
-    windows.push(("upgrade_one_member", t, mark(ld)));
+    remaining[1].1 = NEW;
+    let t1 = mark(ld);
+    windows.push(("upgrade_one_member", t, t1));
+    t = t1;
+
+    // --- Certificate rotation of the four members (3.4 and 3.5) under the writing client.
+    let phases = rotation::rotate(t0, &ms, &mut lab, ld, &remaining);
+    windows.push(("rotate_certs", t, mark(ld)));
+    windows.extend(phases);
     let (log_text, all) = load_client::check(ld, &endpoints, &windows);
 
     // --- The observation parser on real 3.4 and 3.5 output.

@@ -7,7 +7,7 @@ use crate::helpers::{
 };
 use crate::lab::{CLUSTER, Lab, OLD};
 use orb_etcd::items::{InitialState, paths, removed_items};
-use orb_etcd::steps::{EtcdStep, parse_add_result};
+use orb_etcd::steps::{EtcdStep, WipeCheck, parse_add_result};
 use orb_machines::Machine;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -139,8 +139,15 @@ pub(crate) fn scale_out(t0: Instant, ms: &[Machine], lab: &Lab, first: [usize; 3
     members
 }
 
-/// Moves leadership to e5 and away again, then removes e5 and wipes it.
-pub(crate) fn move_leader_and_remove(t0: Instant, ms: &[Machine], lab: &mut Lab) {
+/// Moves leadership to e5 and away again, then removes e5 and wipes it, checked: a wipe
+/// while e5 is a member, or one expecting another member's data, refuses; e5's peer
+/// certificate is revoked in between (see `revocation`).
+pub(crate) fn move_leader_and_remove(
+    t0: Instant,
+    ms: &[Machine],
+    lab: &mut Lab,
+    remaining: &[crate::revocation::Setup],
+) {
     let v = observe(&ms[0]).0;
     let leader = v.leader.unwrap();
     let e5 = observe(&ms[4]).0.id.unwrap();
@@ -172,6 +179,28 @@ pub(crate) fn move_leader_and_remove(t0: Instant, ms: &[Machine], lab: &mut Lab)
     wait_member(&ms[0], "e1 leads", Duration::from_secs(20), |x| {
         x.leader == v.id
     });
+    let cid = v.cluster_id.unwrap();
+    let check = |member: u64| WipeCheck {
+        cluster_id: cid,
+        member_id: Some(member),
+        endpoints: ms[..4]
+            .iter()
+            .map(|m| orb_etcd::items::client_url(IpAddr::V4(m.ip())))
+            .collect(),
+    };
+    let wipe = |member: u64| EtcdStep::WipeMember {
+        cluster: CLUSTER.into(),
+        on: "e5".into(),
+        check: Some(check(member)),
+    };
+    // A wipe while e5 is still a member: refused on e5 itself, nothing stopped.
+    let (ok, out) = sh(&ms[4], &wipe(e5).command());
+    assert!(
+        !ok && out.contains("refusing to wipe") && out.contains("is listed as member"),
+        "{out}"
+    );
+    let still = observe(&ms[4]).0;
+    assert!(still.healthy && still.data_dir, "{still:?}");
     let remove = EtcdStep::RemoveMember {
         cluster: CLUSTER.into(),
         via: "e1".into(),
@@ -184,11 +213,18 @@ pub(crate) fn move_leader_and_remove(t0: Instant, ms: &[Machine], lab: &mut Lab)
     lab.generation += 1;
     write_desired(&ms[4], lab.generation, removed_items(CLUSTER));
     wait_agent(&ms[4], lab.generation, Duration::from_secs(60));
-    let wipe = EtcdStep::WipeMember {
-        cluster: CLUSTER.into(),
-        on: "e5".into(),
-    };
-    assert!(run_step(ms, &wipe).contains("@@wiped"));
+    // The data on e5 is e5's, as its WAL says (read while etcd is stopped).
+    let v5 = observe(&ms[4]).0;
+    assert_eq!(v5.data_ids, Some((e5, cid)), "{v5:?}");
+    let (ok, out) = sh(&ms[4], &wipe(e5 ^ 0xff).command());
+    assert!(
+        !ok && out.contains("refusing to wipe") && out.contains("not of the removed member"),
+        "{out}"
+    );
+    assert!(observe(&ms[4]).0.data_dir, "a refused wipe keeps the data");
+    crate::revocation::removed_member_refused(t0, ms, lab, remaining);
+    let out = run_step(ms, &wipe(e5));
+    assert!(out.contains("@@wiped"), "{out}");
     let v5 = observe(&ms[4]).0;
     assert!(!v5.running && !v5.data_dir, "{v5:?}");
     assert_eq!(
@@ -205,5 +241,8 @@ pub(crate) fn move_leader_and_remove(t0: Instant, ms: &[Machine], lab: &mut Lab)
         Duration::from_secs(30),
         healthy_with(4),
     );
-    log(t0, "removed e5 (leadership moved away first), wiped");
+    log(
+        t0,
+        "removed e5 (leadership moved away first); wipe refused while listed and for another member's data, then wiped",
+    );
 }

@@ -17,6 +17,13 @@ pub(crate) fn on_both_versions(ms: &[Machine]) -> MemberView {
         assert!(v.healthy && v.running && v.error.is_none(), "{v:?}\n{raw}");
         assert_eq!(v.members.as_ref().unwrap().len(), 4);
         assert!(v.id.unwrap() > 0 && v.cluster_id.is_some() && v.db_size.unwrap() > 0);
+        // Whose data it is, read from the WAL without etcd's help, on 3.4 and 3.5 alike.
+        assert_eq!(
+            v.data_ids,
+            Some((v.id.unwrap(), v.cluster_id.unwrap())),
+            "{:?}\n{raw}",
+            v.data_ids_error
+        );
     }
     assert_eq!(v34.cluster_id, v35.cluster_id);
     assert_eq!(v34.leader, v35.leader);

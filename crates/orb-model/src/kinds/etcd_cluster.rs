@@ -23,7 +23,32 @@ pub struct EtcdCluster {
     /// Scheduled snapshots; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<EtcdBackup>,
+    /// Users of the cluster besides Orbiter and people: each gets its own client certificate
+    /// (CN = its name, readable as `<cluster>.users.<name>.cert` / `.key`) and a role that
+    /// reads and writes the keys under its prefix only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<EtcdUser>,
+    /// A request to rotate every certificate of the cluster: an RFC 3339 time (`orbctl
+    /// cluster rotate-certs` writes the current one). A time newer than the one the last
+    /// rotation answered starts a rolling rotation; the value stays as the record of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotatecerts: Option<Located<String>>,
 }
+
+/// One user of an etcd cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdUser {
+    /// The etcd user and role name, and the certificate's CN: lower-case letters, digits and
+    /// `-`, starting with a letter, at most 32; not `root`, `orbiter` or `person`.
+    pub name: Located<String>,
+    /// The key prefix it may read and write, e.g. `/app/`: starts and ends with `/` (so that
+    /// `/app/` does not also grant `/apple`).
+    pub prefix: Located<String>,
+}
+
+/// Users Orbiter manages itself.
+pub const RESERVED_ETCD_USERS: [&str; 3] = ["root", "orbiter", "person"];
 
 /// etcd's `--heartbeat-interval`, `--election-timeout` and `--quota-backend-bytes`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -157,6 +182,63 @@ fn check_etcd(orb: &dyn OrbView, id: &Id, e: &EtcdCluster, file: &str) -> Result
     check_etcd_tuning(id, &e.tuning, file)?;
     if let Some(b) = &e.backup {
         check_etcd_backup(orb, id, b, file)?;
+    }
+    check_etcd_users(id, &e.users, file)?;
+    if let Some(r) = &e.rotatecerts
+        && let Err(msg) = node_protocol::timefmt::parse_rfc3339(&r.value)
+    {
+        return Err(
+            ModelError::new(file, r.pos, format!("cluster `{id}`: rotatecerts: {msg}")).with_hint(
+                format!("`orbctl cluster rotate-certs {id}` writes the current time"),
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_etcd_users(id: &Id, users: &[EtcdUser], file: &str) -> Result<(), ModelError> {
+    for (k, u) in users.iter().enumerate() {
+        let n = &u.name.value;
+        let ok = n.len() <= 32
+            && n.starts_with(|c: char| c.is_ascii_lowercase())
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(ModelError::new(
+                file,
+                u.name.pos,
+                format!("cluster `{id}`: user name `{n}` is not a valid etcd user name here"),
+            )
+            .with_hint("use lower-case letters, digits and `-`, starting with a letter, at most 32 characters"));
+        }
+        if RESERVED_ETCD_USERS.contains(&n.as_str()) {
+            return Err(ModelError::new(
+                file,
+                u.name.pos,
+                format!("cluster `{id}`: user `{n}` is managed by Orbiter itself"),
+            )
+            .with_hint("`orbiter` is Orbiter's own user, `person` the one `orbctl readsecret <cluster>.clientcert` gives people, `root` etcd's; choose another name"));
+        }
+        if users[..k].iter().any(|o| o.name.value == *n) {
+            return Err(ModelError::new(
+                file,
+                u.name.pos,
+                format!("cluster `{id}`: user `{n}` is listed twice"),
+            )
+            .with_hint("give each user one entry (one prefix)"));
+        }
+        let p = &u.prefix.value;
+        let printable = p
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '\'' && c != '"' && c != '\\');
+        if p.len() < 2 || !p.starts_with('/') || !p.ends_with('/') || !printable {
+            return Err(ModelError::new(
+                file,
+                u.prefix.pos,
+                format!("cluster `{id}`: user `{n}`: prefix `{p}` must start and end with `/`"),
+            )
+            .with_hint("e.g. `/app/`; without the closing `/` the prefix `/app` would also grant `/apple` (no spaces or quotes)"));
+        }
     }
     Ok(())
 }
@@ -377,6 +459,67 @@ clusters:
             assert!(e.message.contains(needle), "{extra}: {e}");
             assert!(e.pos.is_some(), "{extra}");
         }
+    }
+
+    #[test]
+    fn users_and_rotation_request_parse_and_round_trip() {
+        let extra = "      users:\n        - {name: app, prefix: /app/}\n        - {name: billing-2, prefix: /billing/v2/}\n      rotatecerts: 2026-05-01T10:00:00Z\n";
+        let e = parse(extra).unwrap();
+        assert_eq!(e.users.len(), 2);
+        assert_eq!(e.users[1].prefix.value, "/billing/v2/");
+        assert_eq!(e.rotatecerts.unwrap().value, "2026-05-01T10:00:00Z");
+        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml").unwrap();
+        assert_eq!(Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap(), orb);
+        assert!(
+            !Orb::parse(BASE, "orbiter.yml")
+                .unwrap()
+                .to_yaml()
+                .contains("users")
+        );
+    }
+
+    #[test]
+    fn bad_users_and_rotation_requests_point_at_the_field() {
+        for (extra, needle, at) in [
+            (
+                "      users:\n        - {name: App, prefix: /app/}\n",
+                "not a valid etcd user name",
+                "App",
+            ),
+            (
+                "      users:\n        - {name: orbiter, prefix: /app/}\n",
+                "managed by Orbiter itself",
+                "orbiter",
+            ),
+            (
+                "      users:\n        - {name: app, prefix: /a/}\n        - {name: app, prefix: /b/}\n",
+                "listed twice",
+                "/b/",
+            ),
+            (
+                "      users:\n        - {name: app, prefix: /app}\n",
+                "must start and end with `/`",
+                "/app}",
+            ),
+            (
+                "      users:\n        - {name: app, prefix: app/}\n",
+                "must start and end with `/`",
+                "app/}",
+            ),
+            (
+                "      users:\n        - {name: app, prefix: '/a b/'}\n",
+                "must start and end with `/`",
+                "a b",
+            ),
+            ("      rotatecerts: yesterday\n", "rotatecerts", "yesterday"),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(e.message.contains(needle), "{extra}: {e}");
+            assert_eq!(e.pos.unwrap().line, line_of(extra, at), "{extra}: {e}");
+            assert!(e.hint.is_some(), "{extra}");
+        }
+        let e = parse("      users:\n        - {name: app}\n").unwrap_err();
+        assert!(e.message.contains("prefix"), "{e}");
     }
 
     #[test]

@@ -182,6 +182,7 @@ fn a_leader_orbiter_cannot_reach_is_not_replaced() {
         secrets: &s.secrets,
         now: s.now,
         grace_secs: GRACE,
+        client_grace_secs: CLIENT_GRACE,
     });
     assert!(
         !p.steps

@@ -12,7 +12,7 @@ use crate::items::peer_url;
 use crate::observe::MemberEntry;
 use crate::observe::OnDisk;
 use crate::record::MemberRecord;
-use crate::tls::{ClusterSecrets, ensure_secrets};
+use crate::tls::ClusterSecrets;
 use node_protocol::Item;
 use orb_model::Id;
 use orb_model::kinds::etcd_cluster::EtcdTuning;
@@ -21,15 +21,18 @@ use orb_model::located::Located;
 const OLD: &str = "3.4.23-4+b4";
 const NEW: &str = "3.5.16-4";
 const GRACE: u64 = 300;
+const CLIENT_GRACE: u64 = 60;
 
 mod bootstrap;
 mod failures;
+mod forged;
 mod membership;
 mod outputs;
+mod pki;
 mod sim;
 mod upgrades;
 
-use sim::{Sim, SimMachine, SimMember};
+use sim::{Forge, Sim, SimMachine, SimMember};
 
 fn spec(nodes: u32, version: &str) -> EtcdCluster {
     EtcdCluster {
@@ -39,7 +42,18 @@ fn spec(nodes: u32, version: &str) -> EtcdCluster {
         version: version.into(),
         tuning: EtcdTuning::default(),
         backup: None,
+        users: Vec::new(),
+        rotatecerts: None,
     }
+}
+
+/// What the engine's `generate` step does: [`ClusterSecrets::ensure`] for these machines.
+fn ensure_secrets(
+    cluster: &str,
+    have: Option<ClusterSecrets>,
+    members: &[(String, IpAddr)],
+) -> Result<(ClusterSecrets, bool), crate::tls::TlsError> {
+    ClusterSecrets::ensure(cluster, have, members, &[])
 }
 
 fn config_of(items: &[Item]) -> Option<OnDisk> {
@@ -66,6 +80,15 @@ fn config_of(items: &[Item]) -> Option<OnDisk> {
         }
     }
     Some(d)
+}
+
+fn pki_of(items: &[Item]) -> Option<String> {
+    items.iter().find_map(|i| match i {
+        Item::File(f) if f.path == paths::pki_state("kv") => {
+            f.content.as_ref().map(|c| c.0.trim().to_owned())
+        }
+        _ => None,
+    })
 }
 
 fn package_of(items: &[Item]) -> Option<String> {

@@ -63,5 +63,5 @@ fn plan_debug_never_shows_private_keys() {
         Item::File(f) if f.bytes().is_some_and(|b| String::from_utf8_lossy(b).contains("PRIVATE KEY")))));
     let dbg = format!("{p:?}");
     assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
-    assert!(dbg.contains("\"lab.m1\": 15"), "{dbg}");
+    assert!(dbg.contains("\"lab.m1\": 18"), "{dbg}");
 }

@@ -18,7 +18,24 @@ pub(super) struct SimMachine {
     pub(super) items: Vec<Item>,
     pub(super) running: bool,
     pub(super) data: bool,
+    /// Member and cluster id in the data's WAL (set at the first start).
+    pub(super) data_ids: Option<(u64, u64)>,
     pub(super) version: Option<String>,
+    /// The PKI label etcd runs with (the `pki/state` of its items at its last start).
+    pub(super) pki: Option<String>,
+    /// Its agent cannot restart etcd: it keeps running with the PKI it has.
+    pub(super) pki_frozen: bool,
+    /// Its observation lies (a compromised or confused machine).
+    pub(super) forge: Option<Forge>,
+}
+
+/// How a machine's observation lies. It always claims to be healthy.
+#[derive(Clone, Debug)]
+pub(super) enum Forge {
+    /// Reports another cluster id.
+    ClusterId(u64),
+    /// Reports a member list with itself only.
+    OnlySelf,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +61,8 @@ pub(super) struct Sim {
     pub(super) log: Vec<(usize, EtcdStep)>,
     pub(super) iteration: usize,
     pub(super) fail_next_add: Option<String>,
+    /// Every bundle change the engine made, in order.
+    pub(super) generated: Vec<crate::tls::PkiChange>,
 }
 
 impl Sim {
@@ -59,7 +78,11 @@ impl Sim {
                 items: Vec::new(),
                 running: false,
                 data: false,
+                data_ids: None,
                 version: None,
+                pki: None,
+                pki_frozen: false,
+                forge: None,
             })
             .collect();
         let all: Vec<(String, IpAddr)> = machines.iter().map(|m| (m.name.clone(), m.ip)).collect();
@@ -77,6 +100,7 @@ impl Sim {
             log: Vec::new(),
             iteration: 0,
             fail_next_add: None,
+            generated: Vec::new(),
         }
     }
 
@@ -153,32 +177,51 @@ impl Sim {
             // etcd lists members in an order of its own, different per answering member.
             let n = list.len().max(1);
             list.rotate_left(self.iteration % n);
-            out.insert(
-                m.name.clone(),
-                MemberView {
-                    running: serving,
-                    unit: if m.running { "active" } else { "inactive" }.into(),
-                    package: package_of(&m.items),
-                    data_dir: m.data,
-                    healthy,
-                    id: mem.filter(|_| serving).map(|x| x.id),
-                    name: None,
-                    cluster_id: serving.then_some(0xc1),
-                    leader: if healthy { self.leader } else { None },
-                    raft_index: serving.then_some(100 + self.iteration as u64),
-                    raft_term: serving.then_some(2),
-                    db_size: serving.then_some(20480),
-                    version: if serving { m.version.clone() } else { None },
-                    alarms: vec![],
-                    members: healthy.then_some(list),
-                    config: if m.data || m.running {
-                        config_of(&m.items)
-                    } else {
-                        None
-                    },
-                    error: (!healthy).then(|| "not healthy".into()),
+            let mut view = MemberView {
+                running: serving,
+                unit: if m.running { "active" } else { "inactive" }.into(),
+                package: package_of(&m.items),
+                data_dir: m.data,
+                healthy,
+                id: mem.filter(|_| serving).map(|x| x.id),
+                name: None,
+                cluster_id: serving.then_some(0xc1),
+                leader: if healthy { self.leader } else { None },
+                raft_index: serving.then_some(100 + self.iteration as u64),
+                raft_term: serving.then_some(2),
+                db_size: serving.then_some(20480),
+                version: if serving { m.version.clone() } else { None },
+                alarms: vec![],
+                members: healthy.then(|| list.clone()),
+                config: if m.data || m.running {
+                    config_of(&m.items)
+                } else {
+                    None
                 },
-            );
+                error: (!healthy).then(|| "not healthy".into()),
+                data_ids: m.data.then_some(m.data_ids).flatten(),
+                pki: pki_of(&m.items).map(|label| crate::observe::PkiSeen {
+                    fresh: m.running && m.pki.as_deref() == Some(label.as_str()),
+                    label,
+                }),
+                ..MemberView::default()
+            };
+            if let Some(f) = &m.forge {
+                let own = mem.map(|x| x.id).unwrap_or(0xbad);
+                view.healthy = true;
+                view.running = true;
+                view.id = Some(own);
+                view.leader = Some(own);
+                view.cluster_id = Some(0xc1);
+                view.error = None;
+                let mut forged: Vec<MemberEntry> = list.clone();
+                match f {
+                    Forge::ClusterId(c) => view.cluster_id = Some(*c),
+                    Forge::OnlySelf => forged.retain(|e| e.id == own),
+                }
+                view.members = Some(forged);
+            }
+            out.insert(m.name.clone(), view);
         }
         out
     }
@@ -196,6 +239,7 @@ impl Sim {
             secrets: &self.secrets,
             now: self.now,
             grace_secs: GRACE,
+            client_grace_secs: CLIENT_GRACE,
         })
     }
 
@@ -256,14 +300,32 @@ impl Sim {
                 self.leader = Some(*to);
                 Ok(String::new())
             }
-            EtcdStep::WipeMember { on, .. } => {
+            EtcdStep::WipeMember { on, check, .. } => {
+                let check = check.as_ref().expect("the planner checks every wipe");
                 let ip = self.m(on).ip;
                 assert!(
                     !self.members.iter().any(|x| x.peer == peer_url(ip)),
                     "wiping a listed member: {s:?}"
                 );
+                // What the command checks on the machine.
+                let m = self.m(on).clone();
+                if m.data {
+                    let (mid, cid) = m.data_ids.expect("data has a WAL");
+                    if cid != check.cluster_id {
+                        return Err(format!(
+                            "refusing to wipe: it holds data of cluster {cid:x}"
+                        ));
+                    }
+                    if check.member_id.is_some_and(|want| want != mid) {
+                        return Err(format!("refusing to wipe: it holds data of member {mid:x}"));
+                    }
+                    if self.members.iter().any(|x| x.id == mid) {
+                        return Err(format!("refusing to wipe: still lists member {mid:x}"));
+                    }
+                }
                 let m = self.m(on);
                 m.data = false;
+                m.data_ids = None;
                 m.running = false;
                 Ok("@@wiped".into())
             }
@@ -310,8 +372,20 @@ impl Sim {
                     });
                 }
             }
+            let id = self
+                .members
+                .iter()
+                .find(|x| x.peer == peer_url(self.machines[k].ip))
+                .map(|x| x.id);
             let m = &mut self.machines[k];
             m.running = true;
+            // A changed trust or certificate restarts etcd with it.
+            if !m.pki_frozen || m.pki.is_none() {
+                m.pki = pki_of(&m.items);
+            }
+            if !m.data {
+                m.data_ids = id.map(|id| (id, 0xc1));
+            }
             m.data = true;
             if !(m.stuck && m.version.is_some()) {
                 m.version = Some(cfg.package.split('-').next().unwrap().to_owned());
@@ -362,14 +436,40 @@ impl Sim {
             p.steps
         );
         self.record = p.record.clone();
+        // The engine's `generate` step: bundle changes, then certificates for every machine.
+        let all: Vec<(String, IpAddr)> = self
+            .machines
+            .iter()
+            .map(|m| (m.name.clone(), m.ip))
+            .collect();
+        let users: Vec<String> = self
+            .spec
+            .users
+            .iter()
+            .map(|u| u.name.value.clone())
+            .collect();
+        let lacking = crate::tls::lacking(Some(&self.secrets), &all, &users);
+        if !p.pki.is_empty() || !lacking.is_empty() {
+            for c in &p.pki {
+                self.secrets.apply("kv", c, &all, &users).unwrap();
+            }
+            self.secrets = ClusterSecrets::ensure("kv", Some(self.secrets.clone()), &all, &users)
+                .unwrap()
+                .0;
+            self.generated.extend(p.pki.iter().cloned());
+        }
         for s in &p.steps {
             self.log.push((self.iteration, s.clone()));
             let r = self.run_step(s);
             self.record
                 .note_step(s, r.as_deref().map_err(|e| e.as_str()), self.now);
         }
+        // Orbiter writes a machine's document only when it reaches it.
         for (machine, items) in &p.items {
-            self.m(machine).items = items.clone();
+            let m = self.m(machine);
+            if m.reachable && !m.gone {
+                m.items = items.clone();
+            }
         }
         self.settle();
         if had_quorum {

@@ -10,9 +10,16 @@
 //! packaged instance that was started before Orbiter took the machine over.
 //!
 //! A member's config only changes when the planner decides it should (the record keeps what
-//! each member runs), because every change restarts that member.
+//! each member runs), because every change restarts that member. The one file that changes
+//! on every member at once is the peer CRL: etcd reads it on each incoming peer connection,
+//! so it is no restart trigger.
+//!
+//! PKI on the machine (`/etc/orb-etcd/<cluster>/pki/`): `ca.crt` (the client CAs trusted,
+//! one or two during a rotation), `peer-ca.crt` (the peer CAs trusted), `peer-crl.pem`,
+//! `server.crt/key`, `peer.crt/key`, `client.crt/key` (Orbiter's, for the steps and the
+//! observation) and `state` (the PKI generation label, see `tls::PkiStage`).
 
-use crate::tls::{CertPem, MemberCerts, SecretPem};
+use crate::tls::{MemberPki, SecretPem};
 use node_protocol::{Directory, File, FileSecret, Item, SecretBytes, Unit};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -37,9 +44,15 @@ pub mod paths {
     pub fn unit(cluster: &str) -> String {
         format!("orb-etcd-{cluster}.service")
     }
-    /// `ca.crt`, `server.crt`, `server.key`, `peer.crt`, `peer.key`, `client.crt`, `client.key`.
+    /// `ca.crt`, `peer-ca.crt`, `peer-crl.pem`, `server.crt`, `server.key`, `peer.crt`,
+    /// `peer.key`, `client.crt`, `client.key`.
     pub fn pki_file(cluster: &str, file: &str) -> String {
         format!("/etc/orb-etcd/{cluster}/pki/{file}")
+    }
+    /// One line naming the PKI generation of the files beside it (`tls::PkiStage::label`):
+    /// the observation compares it with what the planner rolled.
+    pub fn pki_state(cluster: &str) -> String {
+        format!("/etc/orb-etcd/{cluster}/pki/state")
     }
     /// The packaged unit, masked by an empty file.
     pub const PACKAGED_UNIT: &str = "/etc/systemd/system/etcd.service";
@@ -63,15 +76,6 @@ impl From<&orb_model::kinds::etcd_cluster::EtcdTuning> for Tuning {
     }
 }
 
-/// What all members of a cluster share.
-#[derive(Clone, Debug)]
-pub struct ClusterView<'a> {
-    pub id: &'a str,
-    pub ca_cert: &'a str,
-    /// The client certificate etcdctl uses on every member machine (Orbiter's steps run there).
-    pub client: &'a CertPem,
-}
-
 /// `new` for the members that bootstrap a cluster, `existing` for one added to it later.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +95,8 @@ pub struct MemberConfig<'a> {
     /// `name=peer-url` pairs as etcd's `initial-cluster` wants them (read only at first start).
     pub initial_cluster: &'a str,
     pub initial_state: InitialState,
-    pub certs: &'a MemberCerts,
+    /// Trust, certificates and keys at the member's stage of the PKI.
+    pub pki: &'a MemberPki<'a>,
 }
 
 pub fn peer_url(ip: IpAddr) -> String {
@@ -154,7 +159,10 @@ peer-transport-security:\n\
 \x20 cert-file: '{pcrt}'\n\
 \x20 key-file: '{pkey}'\n\
 \x20 client-cert-auth: true\n\
-\x20 trusted-ca-file: '{ca}'\n",
+\x20 trusted-ca-file: '{pca}'\n\
+# etcd's config file has no key for the peer CRL; its TLS settings underneath take it.\n\
+PeerTLSInfo:\n\
+\x20 CRLFile: '{crl}'\n",
         version = m.package_version,
         name = m.name,
         data = paths::data(cluster),
@@ -174,6 +182,8 @@ peer-transport-security:\n\
         pcrt = pki("peer.crt"),
         pkey = pki("peer.key"),
         ca = pki("ca.crt"),
+        pca = pki("peer-ca.crt"),
+        crl = pki("peer-crl.pem"),
     )
 }
 
@@ -217,19 +227,22 @@ fn dir(path: String, mode: &str, group: &str) -> Item {
     Item::Directory(Directory::new(path, mode, "root", group))
 }
 
-/// Items making the machine member `m` of cluster `c`, in the order the agent applies them.
-pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Item> {
-    let id = c.id;
+/// Items making the machine member `m` of cluster `id`, in the order the agent applies them.
+pub fn member_items(id: &str, m: &MemberConfig<'_>) -> Vec<Item> {
     let pki = |f: &str| paths::pki_file(id, f);
+    let p = m.pki;
     let restart_on: Vec<String> = [
         paths::config(id),
         pki("ca.crt"),
+        pki("peer-ca.crt"),
         pki("server.crt"),
         pki("server.key"),
         pki("peer.crt"),
         pki("peer.key"),
+        paths::pki_state(id),
     ]
     .into();
+    let plain = |path: String, content: &str| file(path, content, "0644", "root", "root");
     vec![
         // Before the package: the packaged instance must never start.
         file(paths::PACKAGED_UNIT.to_owned(), "", "0644", "root", "root"),
@@ -238,19 +251,17 @@ pub fn member_items(c: &ClusterView<'_>, m: &MemberConfig<'_>) -> Vec<Item> {
         dir("/etc/orb-etcd".to_owned(), "0755", "root"),
         dir(paths::dir(id), "0750", "etcd"),
         dir(paths::pki(id), "0750", "etcd"),
-        file(pki("ca.crt"), c.ca_cert, "0644", "root", "root"),
-        file(
-            pki("server.crt"),
-            &m.certs.server.cert,
-            "0644",
-            "root",
-            "root",
-        ),
-        key_file(pki("server.key"), &m.certs.server.key, "etcd"),
-        file(pki("peer.crt"), &m.certs.peer.cert, "0644", "root", "root"),
-        key_file(pki("peer.key"), &m.certs.peer.key, "etcd"),
-        file(pki("client.crt"), &c.client.cert, "0644", "root", "root"),
-        key_file(pki("client.key"), &c.client.key, "root"),
+        plain(pki("ca.crt"), &p.client_trust),
+        plain(pki("peer-ca.crt"), &p.peer_trust),
+        // Before the config that names it: etcd refuses peers when the file is missing.
+        plain(pki("peer-crl.pem"), p.peer_crl),
+        plain(pki("server.crt"), &p.certs.server.cert),
+        key_file(pki("server.key"), &p.certs.server.key, "etcd"),
+        plain(pki("peer.crt"), &p.certs.peer.cert),
+        key_file(pki("peer.key"), &p.certs.peer.key, "etcd"),
+        plain(pki("client.crt"), &p.client.cert),
+        key_file(pki("client.key"), &p.client.key, "root"),
+        plain(paths::pki_state(id), &format!("{}\n", p.label)),
         file(
             paths::config(id),
             &render_config(id, m),
@@ -281,127 +292,4 @@ pub fn removed_items(cluster: &str) -> Vec<Item> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tls;
-
-    fn doc(items: &[Item]) -> String {
-        node_protocol::NodeDesired::new(1, items.to_vec()).render_for_machine()
-    }
-
-    fn file_of<'a>(items: &'a [Item], path: &str) -> &'a File {
-        items
-            .iter()
-            .find_map(|i| match i {
-                Item::File(f) if f.path == path => Some(f),
-                _ => None,
-            })
-            .unwrap()
-    }
-
-    fn sample() -> (tls::Ca, tls::CertPem, MemberCerts) {
-        let ca = tls::generate_ca("kv").unwrap();
-        let client = tls::client_cert(&ca, "orbiter").unwrap();
-        let m = tls::member_certs(&ca, "lab.w-1", "10.0.0.1".parse().unwrap()).unwrap();
-        (ca, client, m)
-    }
-
-    #[test]
-    fn items_are_valid_node_agent_items() {
-        let (ca, client, certs) = sample();
-        let c = ClusterView {
-            id: "kv",
-            ca_cert: &ca.pem.cert,
-            client: &client,
-        };
-        let ic = initial_cluster([
-            ("lab.w-1", "10.0.0.1".parse().unwrap()),
-            ("lab.w-2", "10.0.0.2".parse().unwrap()),
-        ]);
-        let m = MemberConfig {
-            name: "lab.w-1",
-            ip: "10.0.0.1".parse().unwrap(),
-            package_version: "3.4.23-4+b4",
-            tuning: Tuning {
-                heartbeatms: 100,
-                electiontimeoutms: 1000,
-                quotabytes: 1 << 31,
-            },
-            initial_cluster: &ic,
-            initial_state: InitialState::New,
-            certs: &certs,
-        };
-        let items = member_items(&c, &m);
-        node_protocol::parse_desired(&doc(&items), "desired.yml").unwrap();
-        node_protocol::parse_desired(&doc(&removed_items("kv")), "desired.yml").unwrap();
-        // Mask first, the package after it, the unit last.
-        assert_eq!(
-            file_of(&items, paths::PACKAGED_UNIT).bytes(),
-            Some(&b""[..])
-        );
-        assert!(matches!(&items[0], Item::File(_)));
-        assert!(matches!(&items[1], Item::Package(p) if p.version == "3.4.23-4+b4"));
-        assert!(
-            matches!(items.last().unwrap(), Item::Unit(u) if u.restart_on[0] == paths::config("kv"))
-        );
-        // Keys are secrets (never recorded in Git), 0600; certificates are plain text.
-        for f in items.iter().filter_map(|i| match i {
-            Item::File(f) => Some(f),
-            _ => None,
-        }) {
-            assert_eq!(f.path.ends_with(".key"), f.is_secret(), "{}", f.path);
-            if f.is_secret() {
-                assert_eq!(f.mode, "0600", "{}", f.path);
-                assert!(
-                    f.bytes()
-                        .is_some_and(|b| b.starts_with(b"-----BEGIN PRIVATE KEY"))
-                );
-            }
-        }
-        let record = node_protocol::NodeDesired::new(1, items.clone())
-            .redacted(&|_| "hmac-sha256:00".into())
-            .render()
-            .unwrap();
-        assert!(!record.contains("PRIVATE KEY"), "{record}");
-        let cfg = render_config("kv", &m);
-        assert!(cfg.contains(
-            "initial-cluster: 'lab.w-1=https://10.0.0.1:2380,lab.w-2=https://10.0.0.2:2380'"
-        ));
-        assert!(cfg.contains("initial-cluster-state: 'new'"));
-        assert!(cfg.contains("listen-client-urls: 'https://10.0.0.1:2379,https://127.0.0.1:2379'"));
-        assert!(cfg.contains("etcd-server 3.4.23-4+b4"));
-        assert!(!cfg.contains("PRIVATE"));
-    }
-
-    #[test]
-    fn version_change_changes_the_config_and_nothing_else_does_by_accident() {
-        let (_, _, certs) = sample();
-        let mk = |v| MemberConfig {
-            name: "a",
-            ip: "10.0.0.1".parse().unwrap(),
-            package_version: v,
-            tuning: Tuning {
-                heartbeatms: 100,
-                electiontimeoutms: 1000,
-                quotabytes: 1,
-            },
-            initial_cluster: "a=https://10.0.0.1:2380",
-            initial_state: InitialState::New,
-            certs: &certs,
-        };
-        assert_eq!(
-            render_config("kv", &mk("3.4.23-4+b4")),
-            render_config("kv", &mk("3.4.23-4+b4"))
-        );
-        assert_ne!(
-            render_config("kv", &mk("3.4.23-4+b4")),
-            render_config("kv", &mk("3.5.16-4"))
-        );
-    }
-
-    #[test]
-    fn ipv6_urls() {
-        let ip: IpAddr = "fd00::1".parse().unwrap();
-        assert_eq!(peer_url(ip), "https://[fd00::1]:2380");
-    }
-}
+mod tests;

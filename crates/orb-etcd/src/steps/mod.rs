@@ -2,10 +2,17 @@
 //! leadership transfer, wiping a former member, snapshots. Each is a POSIX sh command run as
 //! root over SSH on one machine, with etcdctl against that machine's local member and the
 //! client certificate there. Every command is safe to repeat after a crash: it first checks
-//! whether its effect is already there.
+//! whether its effect is already there. The wipe (`wipe`) and the authentication setup
+//! (`auth`) are long enough for modules of their own.
+
+pub mod auth;
+pub mod wipe;
+
+pub use wipe::WipeCheck;
 
 use crate::items::paths;
 use crate::observe::{etcdctl, hex_id};
+pub use auth::UserGrant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -42,8 +49,24 @@ pub enum EtcdStep {
         to_name: String,
     },
     /// Stops the unit and deletes data, config and keys of a machine that is no longer a
-    /// member (the planner emits it only after the member list no longer has it).
-    WipeMember { cluster: String, on: String },
+    /// member (the planner emits it only after an agreed member list no longer has it). With
+    /// a check, the command first proves on the machine that the data is the expected
+    /// member's and that the cluster no longer lists it, and refuses otherwise (see `wipe`).
+    WipeMember {
+        cluster: String,
+        on: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<WipeCheck>,
+    },
+    /// Users, roles and `auth enable` (see `auth`); `previous` is what the record says the
+    /// last run set up.
+    SetupAuth {
+        cluster: String,
+        via: String,
+        users: Vec<UserGrant>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        previous: Vec<UserGrant>,
+    },
     /// `snapshot save` on `via` into `path` (on that machine); prints size and SHA-256.
     Snapshot {
         cluster: String,
@@ -70,10 +93,7 @@ pub enum EtcdStep {
     },
 }
 
-/// Single quotes for sh.
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use crate::sh::quote;
 
 impl EtcdStep {
     /// The machine (`provider.machine`) the command runs on.
@@ -83,6 +103,7 @@ impl EtcdStep {
             | EtcdStep::PromoteMember { via, .. }
             | EtcdStep::RemoveMember { via, .. }
             | EtcdStep::MoveLeader { via, .. }
+            | EtcdStep::SetupAuth { via, .. }
             | EtcdStep::Snapshot { via, .. } => via,
             EtcdStep::WipeMember { on, .. }
             | EtcdStep::PruneSnapshots { on, .. }
@@ -135,9 +156,33 @@ impl EtcdStep {
                 "etcd {cluster}: move leadership from {via} to {to_name} ({})",
                 hex_id(*to)
             ),
-            EtcdStep::WipeMember { cluster, on } => {
-                format!("etcd {cluster}: stop and wipe the former member on {on}")
-            }
+            EtcdStep::WipeMember { cluster, on, check } => match check {
+                Some(WipeCheck {
+                    member_id: Some(id),
+                    ..
+                }) => format!(
+                    "etcd {cluster}: stop and wipe the former member {} on {on} (checked there first)",
+                    hex_id(*id)
+                ),
+                Some(_) => format!(
+                    "etcd {cluster}: stop and wipe data of an earlier member on {on} (checked there first)"
+                ),
+                None => format!("etcd {cluster}: stop and wipe the former member on {on}"),
+            },
+            EtcdStep::SetupAuth {
+                cluster,
+                via,
+                users,
+                ..
+            } => format!(
+                "etcd {cluster}: users root, orbiter, person{}{} and authentication by certificate via {via}",
+                if users.is_empty() { "" } else { ", " },
+                users
+                    .iter()
+                    .map(|u| format!("{} ({})", u.name, u.prefix))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             EtcdStep::Snapshot { cluster, via, path } => {
                 format!("etcd {cluster}: snapshot on {via} to {path}")
             }
@@ -198,16 +243,13 @@ case \"$list\" in *'\"ID\":{id},'*|*'\"ID\":{id}}}'*) ;; *) echo '@@already remo
             EtcdStep::MoveLeader { cluster, to, .. } => {
                 format!("{} move-leader {}\n", etcdctl(cluster), hex_id(*to))
             }
-            EtcdStep::WipeMember { cluster, .. } => {
-                let unit = paths::unit(cluster);
-                format!(
-                    "set -u\nsystemctl disable --now {unit} 2>/dev/null || true\n\
-if systemctl is-active --quiet {unit}; then echo '{unit} is still running; not wiping' >&2; exit 1; fi\n\
-rm -rf {data} {dir}\necho '@@wiped'\n",
-                    data = quote(&paths::data(cluster)),
-                    dir = quote(&paths::dir(cluster)),
-                )
-            }
+            EtcdStep::WipeMember { cluster, check, .. } => wipe::command(cluster, check.as_ref()),
+            EtcdStep::SetupAuth {
+                cluster,
+                users,
+                previous,
+                ..
+            } => auth::command(cluster, users, previous),
             EtcdStep::Snapshot { cluster, path, .. } => {
                 let p = quote(path);
                 let tmp = quote(&format!("{path}.part"));

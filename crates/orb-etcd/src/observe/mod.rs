@@ -15,8 +15,14 @@ const END: &str = "@@end";
 
 /// etcdctl against the local member with the client certificate, JSON output.
 pub fn etcdctl(cluster: &str) -> String {
+    etcdctl_at(cluster, &format!("https://127.0.0.1:{CLIENT_PORT}"))
+}
+
+/// etcdctl against `endpoints` (sh text: a URL list or a quoted variable) with the machine's
+/// client certificate.
+pub fn etcdctl_at(cluster: &str, endpoints: &str) -> String {
     format!(
-        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:{CLIENT_PORT} --cacert={ca} --cert={crt} --key={key} --dial-timeout=2s --command-timeout=3s",
+        "ETCDCTL_API=3 etcdctl --endpoints={endpoints} --cacert={ca} --cert={crt} --key={key} --dial-timeout=2s --command-timeout=3s",
         ca = paths::pki_file(cluster, "ca.crt"),
         crt = paths::pki_file(cluster, "client.crt"),
         key = paths::pki_file(cluster, "client.key"),
@@ -32,12 +38,15 @@ pub fn observe_command(cluster: &str) -> String {
         "echo '{BEGIN}'\n\
 echo \"@@unit $(systemctl is-active {unit} 2>/dev/null || true)\"\n\
 echo \"@@package $(dpkg-query -W -f='${{Version}}' etcd-server 2>/dev/null || true)\"\n\
-if [ -d {data}/member ]; then echo '@@datadir yes'; else echo '@@datadir no'; fi\n\
+if [ -d {data}/member ]; then echo '@@datadir yes'; echo \"@@walid $({wal})\"; else echo '@@datadir no'; fi\n\
+{pki}\
 grep -E '^(initial-cluster|initial-cluster-state|heartbeat-interval|election-timeout|quota-backend-bytes): ' {config} 2>/dev/null | sed 's/^/@@cfg /'\n\
 sed -n 's/^# Managed by Orbiter.*; etcd-server \\([^ ]*\\)\\. Edits.*/@@cfg package: \\1/p' {config} 2>/dev/null\n\
 if command -v etcdctl >/dev/null 2>&1 && [ -r {key} ]; then\n",
         key = paths::pki_file(cluster, "client.key"),
         config = paths::config(cluster),
+        wal = crate::wal::read_ids_snippet(&data),
+        pki = pki_snippet(cluster),
     );
     // A member that does not answer its status is not asked the rest: each question would
     // wait for its own timeout.
@@ -61,6 +70,29 @@ if command -v etcdctl >/dev/null 2>&1 && [ -r {key} ]; then\n",
         "  fi\nelse echo '@@noclient etcdctl or the client key is missing'; fi\necho '{END}'\n"
     ));
     s
+}
+
+/// `@@pki fresh|stale <label>`: the PKI generation label the member's items wrote
+/// ([`paths::pki_state`]) and whether the running etcd started after that file was written
+/// (so it runs with those certificates and trust). Nothing without the file.
+fn pki_snippet(cluster: &str) -> String {
+    format!(
+        "st={st}\nif [ -r \"$st\" ]; then ts=$(systemctl show -p ExecMainStartTimestamp --value {unit} 2>/dev/null); \
+case \"$ts\" in ''|n/a) start=0;; *) start=$(date -d \"$ts\" +%s 2>/dev/null || echo 0);; esac; \
+mt=$(stat -c %Y \"$st\" 2>/dev/null || echo 0); if [ \"$start\" -ge \"$mt\" ]; then f=fresh; else f=stale; fi; \
+echo \"@@pki $f $(head -n 1 \"$st\")\"; fi\n",
+        st = crate::sh::quote(&paths::pki_state(cluster)),
+        unit = paths::unit(cluster),
+    )
+}
+
+/// What the `@@pki` line of the observation says.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PkiSeen {
+    /// The label of the certificates and trust on disk (see `tls::PkiStage::label`).
+    pub label: String,
+    /// The running member started after they were written.
+    pub fresh: bool,
 }
 
 /// The parts of a member's config file the planner needs back.
@@ -117,6 +149,12 @@ pub struct MemberView {
     /// The member's config file as it is on the machine (what it was started with): lets the
     /// planner adopt members it has no record of without rewriting (and restarting) them.
     pub config: Option<OnDisk>,
+    /// Member and cluster id of the data directory's WAL (read offline, [`crate::wal`]); `None`
+    /// without data or when unreadable (then `data_ids_error` says why).
+    pub data_ids: Option<(u64, u64)>,
+    pub data_ids_error: Option<String>,
+    /// The PKI generation on disk and whether the running member uses it.
+    pub pki: Option<PkiSeen>,
     /// Why something above is missing (first problem found), for the record and the plan.
     pub error: Option<String>,
 }
@@ -167,6 +205,17 @@ pub fn parse(out: &str) -> MemberView {
                 "quota-backend-bytes" => c.quotabytes = val.parse().ok(),
                 _ => {}
             }
+        } else if let Some(rest) = line.strip_prefix("@@walid ") {
+            match crate::wal::parse_ids(rest) {
+                Ok(ids) => v.data_ids = Some(ids),
+                Err(e) => v.data_ids_error = Some(e),
+            }
+        } else if let Some(rest) = line.strip_prefix("@@pki ") {
+            let (f, label) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+            v.pki = Some(PkiSeen {
+                label: label.trim().to_owned(),
+                fresh: f == "fresh",
+            });
         } else if let Some(rest) = line.strip_prefix("@@noclient ") {
             v.note(rest.trim().to_owned());
         } else if let Some(rest) = line.strip_prefix("@@") {
@@ -387,174 +436,4 @@ pub fn hex_id(id: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Real etcdctl output (bookworm 3.4.23 and trixie 3.5.16), one member.
-    const STATUS_34: &str = r#"[{"Endpoint":"127.0.0.1:2379","Status":{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":1,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":10276657743932975437,"raftIndex":4,"raftTerm":2,"raftAppliedIndex":4,"dbSizeInUse":20480}}]"#;
-    const STATUS_35: &str = r#"[{"Endpoint":"127.0.0.1:2379","Status":{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":1,"raft_term":4},"version":"3.5.16","dbSize":20480,"leader":10276657743932975437,"raftIndex":10,"raftTerm":4,"raftAppliedIndex":10,"dbSizeInUse":16384}}]"#;
-    const HEALTH: &str = r#"[{"endpoint":"127.0.0.1:2379","health":true,"took":"2.646664ms"}]"#;
-    const MEMBERS: &str = r#"{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"raft_term":4},"members":[{"ID":3144060510354300025,"peerURLs":["http://10.9.9.9:2380"]},{"ID":10276657743932975437,"name":"m1","peerURLs":["http://localhost:2380"],"clientURLs":["http://localhost:2379"]}]}"#;
-    const ALARMS_34_NONE: &str = "{}";
-    const ALARMS_35_NONE: &str = r#"{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":1,"raft_term":4}}"#;
-    const WARN_35: &str = r#"{"level":"warn","ts":"2026-11-26T23:15:51.164412Z","logger":"etcd-client","caller":"v3/retry_interceptor.go:63","msg":"retrying of unary invoker failed","target":"etcd-endpoints://0xc0003b41e0/127.0.0.1:2379","attempt":0,"error":"rpc error: code = DeadlineExceeded desc = context deadline exceeded"}"#;
-
-    fn block(unit: &str, sections: &[(&str, i32, &str)]) -> String {
-        let mut s = format!(
-            "{BEGIN}\n@@unit {unit}\n@@package 3.4.23-4+b4\n@@datadir yes\n@@cfg initial-cluster: 'a=https://10.0.0.1:2380'\n@@cfg initial-cluster-state: 'new'\n@@cfg package: 3.4.23-4+b4\n@@cfg heartbeat-interval: 100\n"
-        );
-        for (tag, rc, body) in sections {
-            s.push_str(&format!("@@{tag} {rc}\n{body}\n"));
-        }
-        s.push_str(END);
-        s.push('\n');
-        s
-    }
-
-    #[test]
-    fn healthy_34_and_35() {
-        for (status, alarms, ver) in [
-            (STATUS_34, ALARMS_34_NONE, "3.4.23"),
-            (STATUS_35, ALARMS_35_NONE, "3.5.16"),
-        ] {
-            let v = parse(&block(
-                "active",
-                &[
-                    ("status", 0, status),
-                    ("health", 0, HEALTH),
-                    ("members", 0, MEMBERS),
-                    ("alarms", 0, alarms),
-                ],
-            ));
-            assert!(v.running && v.healthy, "{v:?}");
-            assert_eq!(v.error, None);
-            assert_eq!(v.id, Some(10276657743932975437));
-            assert_eq!(v.leader, v.id);
-            assert_eq!(v.cluster_id, Some(14841639068965178418));
-            assert_eq!(v.version.as_deref(), Some(ver));
-            assert_eq!(v.name.as_deref(), Some("m1"));
-            assert_eq!(v.db_size, Some(20480));
-            assert!(v.alarms.is_empty());
-            assert!(v.data_dir);
-            let ms = v.members.unwrap();
-            assert_eq!(ms.len(), 2);
-            assert!(!ms[0].started && ms[0].name.is_empty());
-            assert!(ms[1].started);
-            let c = v.config.unwrap();
-            assert_eq!(c.initial_cluster, "a=https://10.0.0.1:2380");
-            assert_eq!(c.initial_state, "new");
-            assert_eq!(c.package, "3.4.23-4+b4");
-            assert_eq!(c.heartbeatms, Some(100));
-        }
-    }
-
-    #[test]
-    fn alarms_as_numbers_or_names() {
-        let a = r#"{"header":{},"alarms":[{"memberID":255,"alarm":1},{"memberID":16,"alarm":"CORRUPT"}]}"#;
-        let v = parse(&block(
-            "active",
-            &[("status", 0, STATUS_35), ("alarms", 0, a)],
-        ));
-        assert_eq!(v.alarms, ["NOSPACE@ff", "CORRUPT@10"]);
-    }
-
-    #[test]
-    fn a_failing_etcdctl_is_a_reason_not_an_error() {
-        let v = parse(&block(
-            "active",
-            &[
-                (
-                    "status",
-                    1,
-                    &format!("{WARN_35}\nError: context deadline exceeded"),
-                ),
-                (
-                    "health",
-                    1,
-                    r#"[{"endpoint":"https://127.0.0.1:2379","health":false,"took":"2.0s","error":"context deadline exceeded"}]"#,
-                ),
-                ("members", 1, "Error: context deadline exceeded"),
-            ],
-        ));
-        assert!(!v.running && !v.healthy);
-        assert_eq!(
-            v.error.as_deref(),
-            Some("endpoint status: context deadline exceeded")
-        );
-        assert!(v.members.is_none());
-    }
-
-    #[test]
-    fn stopped_unit() {
-        let v = parse(&block(
-            "inactive",
-            &[("status", 1, "Error: connection refused")],
-        ));
-        assert!(!v.running);
-        assert_eq!(v.unit, "inactive");
-        assert!(v.error.is_some());
-    }
-
-    #[test]
-    fn garbage_never_fails() {
-        for out in [
-            "",
-            "bash: line 1: syntax error",
-            "\u{0}\u{1}binary",
-            "@@orb-etcd-observe v1\n@@status 0\n[{\"Status\":{\"header\":{\"member_id\":-1}}}]\n",
-            "@@orb-etcd-observe v1\n@@status 0\n[{\"Status\":{\"header\":{\"member_id\":1e30}}}]\n@@end",
-            "@@orb-etcd-observe v1\n@@members 0\n{\"members\":[{\"ID\":\"x\"}]}\n@@end",
-            "@@orb-etcd-observe v1\n@@\n@@ \n@@cfg\n@@cfg :\n@@end",
-        ] {
-            let v = parse(out);
-            assert!(!v.running && !v.healthy, "{out:?}: {v:?}");
-            assert!(v.error.is_some(), "{out:?}: {v:?}");
-        }
-        let v = parse("@@orb-etcd-observe v1\n@@unit active\n");
-        assert_eq!(
-            v.error.as_deref(),
-            Some("the observation output was cut off")
-        );
-    }
-
-    #[test]
-    fn the_snippet_reads_the_config_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("etcd.yml");
-        let certs = crate::tls::member_certs(
-            &crate::tls::generate_ca("kv").unwrap(),
-            "a",
-            "10.0.0.1".parse().unwrap(),
-        )
-        .unwrap();
-        let m = crate::items::MemberConfig {
-            name: "a",
-            ip: "10.0.0.1".parse().unwrap(),
-            package_version: "3.5.16-4",
-            tuning: crate::items::Tuning {
-                heartbeatms: 50,
-                electiontimeoutms: 500,
-                quotabytes: 1024,
-            },
-            initial_cluster: "a=https://10.0.0.1:2380,b=https://10.0.0.2:2380",
-            initial_state: crate::items::InitialState::Existing,
-            certs: &certs,
-        };
-        std::fs::write(&path, crate::items::render_config("kv", &m)).unwrap();
-        let cmd = observe_command("kv").replace(&paths::config("kv"), path.to_str().unwrap());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&cmd)
-            .output()
-            .unwrap();
-        let v = parse(&String::from_utf8_lossy(&out.stdout));
-        let c = v.config.expect("config read back");
-        assert_eq!(c.initial_cluster, m.initial_cluster);
-        assert_eq!(c.initial_state, "existing");
-        assert_eq!(c.package, "3.5.16-4");
-        assert_eq!(
-            (c.heartbeatms, c.electiontimeoutms, c.quotabytes),
-            (Some(50), Some(500), Some(1024))
-        );
-    }
-}
+mod tests;
