@@ -216,7 +216,14 @@ impl<'de> Visitor<'de> for OrbSeed<'_> {
                 other => {
                     return Err(de::Error::unknown_field(
                         other,
-                        &["kind", "version", "providers", "clusters", "software", "rollout"],
+                        &[
+                            "kind",
+                            "version",
+                            "providers",
+                            "clusters",
+                            "software",
+                            "rollout",
+                        ],
                     ));
                 }
             }

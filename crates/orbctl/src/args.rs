@@ -70,6 +70,9 @@ pub enum Command {
     /// Machines of the Orb
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Where each pool's rollout stands, and a person's say over it
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Clusters of the Orb (etcd)
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -220,6 +223,14 @@ pub enum ClusterCommand {
         #[arg(long)]
         on: Option<String>,
     },
+    /// Rotate every CA and certificate of a cluster, one member at a time without losing a
+    /// connection (sets spec.rotatecerts in orbiter.yml to now; Orbiter also rotates on its own
+    /// before certificates expire). Clients read the new CA bundle `<id>.ca` at once and their
+    /// new certificates once every member trusts the new CA
+    RotateCerts {
+        /// Cluster id in orbiter.yml
+        cluster: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -261,5 +272,32 @@ pub enum NodeCommand {
     Replace {
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Every pool's rollout (or one pool's): revision, waves done, each machine's phase
+    Status {
+        /// `<provider>.<pool>`
+        pool: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Start no new wave in the pool until `resume` (machines changing finish)
+    Pause {
+        /// `<provider>.<pool>`
+        pool: String,
+    },
+    /// Lift a pause; continue a stopped rollout (its failed machines are changed again)
+    Resume {
+        /// `<provider>.<pool>`
+        pool: String,
+    },
+    /// Put every machine the pool's current rollout changed back on what it ran before; the
+    /// pool then waits for a new revision
+    Undo {
+        /// `<provider>.<pool>`
+        pool: String,
     },
 }

@@ -7,31 +7,13 @@
 mod common;
 
 use common::e2e::*;
+use common::local_orb::*;
 use common::*;
 use orb_machines::{Group, GroupSpec, Host, Suite};
 use orbiter::state::{self, OrbCurrent};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// Always removes the test's machine groups and stops its daemon, also when the test fails.
-struct Cleanup {
-    groups: Vec<String>,
-    person: Option<std::path::PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(home) = &self.person {
-            kill_daemons(home, false);
-        }
-        if let Ok(host) = Host::new() {
-            for g in &self.groups {
-                let _ = Group::remove(&host, g);
-            }
-        }
-    }
-}
 
 fn current(repo: &Path) -> OrbCurrent {
     state::parse(&read_from(repo, state::CURRENT), state::CURRENT).unwrap()
@@ -40,59 +22,6 @@ fn current(repo: &Path) -> OrbCurrent {
 /// bookworm's etcd-server, and trixie's, which installs on bookworm: a real upgrade path.
 const OLD: &str = "3.4.23-4+b4";
 const NEW: &str = "3.5.16-4";
-
-/// Copies of the binaries under test, taken when the test starts. Takeoff starts the daemon from
-/// its own executable and the daemon installs the agent from its file for minutes afterwards; a
-/// rebuild of the shared target directory meanwhile would leave a deleted path or another agent.
-struct Binaries {
-    dir: tempfile::TempDir,
-}
-
-impl Binaries {
-    fn snapshot() -> Binaries {
-        let dir = tempfile::Builder::new()
-            .prefix("orbiter-e2e-bin-")
-            .tempdir()
-            .unwrap();
-        std::fs::copy(env!("CARGO_BIN_EXE_orbctl"), dir.path().join("orbctl")).unwrap();
-        std::fs::copy(node_agent_binary(), dir.path().join("node-agent")).unwrap();
-        Binaries { dir }
-    }
-
-    fn orbctl(&self) -> std::path::PathBuf {
-        self.dir.path().join("orbctl")
-    }
-
-    fn node_agent(&self) -> std::path::PathBuf {
-        self.dir.path().join("node-agent")
-    }
-}
-
-/// `orbctl takeoff` as the person (see [`Person::cmd`]), run from the snapshot of the binary.
-fn takeoff(p: &Person, bins: &Binaries, timeout: &str, listen: &str) -> std::process::Output {
-    Command::new(bins.orbctl())
-        .arg("-f")
-        .arg(&p.config)
-        .args([
-            "takeoff",
-            "--timeout",
-            timeout,
-            "--listen",
-            listen,
-            "--interval",
-            "1",
-            // The Static machines' keys are confirmed here; the Local ones are vouched for.
-            "--accept-new-hostkeys",
-        ])
-        .env("HOME", p.home.path())
-        .env("GIT_AUTHOR_NAME", "Test Person")
-        .env("GIT_AUTHOR_EMAIL", "person@example.test")
-        .env("ORBITER_NODE_AGENT", bins.node_agent())
-        .env_remove("ORBCONFIG")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn orb_yaml(static_machines: &[(String, String)], local_group: &str, etcd: &str) -> String {
     let mut s = String::from(
@@ -112,6 +41,10 @@ fn orb_yaml(static_machines: &[(String, String)], local_group: &str, etcd: &str)
         "      pools:".to_owned(),
         "        extra:".to_owned(),
         "          nodes: 2".to_owned(),
+        // Rollouts are another test's subject: a short settle window keeps this one quick.
+        "rollout:".to_owned(),
+        "  default:".to_owned(),
+        "    settle: 3s".to_owned(),
         "software:".to_owned(),
         "  base:".to_owned(),
         "    kind: NodeSoftware".to_owned(),
@@ -535,20 +468,6 @@ fn alive(pid: i32) -> bool {
 
 fn http_get(addr: &str, path: &str) -> String {
     try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
-}
-
-/// The body, or None while nothing answers (a daemon still starting).
-fn try_http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(
-        body.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
 }
 
 fn http_get_fails(addr: &str) -> bool {

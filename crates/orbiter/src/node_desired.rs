@@ -44,31 +44,12 @@ pub fn items_for(
     Ok(items)
 }
 
-/// Items for `m` from a pool revision (see [`crate::rollout`]): its host name, the revision's
-/// items with their secrets resolved from `secrets` (the revision's own, opened), a reboot
-/// request. The same order as [`items_for`] gives for the revision orbiter.yml asks for now.
-pub fn items_for_revision(
-    rev: &crate::rollout::Revision,
-    m: &MachineRef,
-    reboot_at: Option<&str>,
-    secrets: &SoftwareSecrets,
-) -> Result<Vec<Item>, String> {
-    let mut items = vec![Item::Hostname(Hostname {
-        name: m.hostname.clone(),
-    })];
-    for r in &rev.items {
-        items.push(resolve(&r.software, &r.item, secrets)?);
-    }
-    if let Some(at) = reboot_at {
-        items.push(Item::Reboot(Reboot {
-            requested_at: at.to_owned(),
-        }));
-    }
-    Ok(items)
-}
-
 /// A software item with its secret name replaced by the value.
-fn resolve(software: &Id, item: &Item, secrets: &SoftwareSecrets) -> Result<Item, String> {
+pub(crate) fn resolve(
+    software: &Id,
+    item: &Item,
+    secrets: &SoftwareSecrets,
+) -> Result<Item, String> {
     let Item::File(f) = item else {
         return Ok(item.clone());
     };

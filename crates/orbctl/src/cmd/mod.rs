@@ -7,12 +7,13 @@ mod import_orbos;
 mod node;
 mod orbiter;
 mod repo;
+mod rollout;
 mod secrets;
 mod validate;
 
 use crate::args::{
     Cli, ClusterCommand, Command, FileCommand, NodeCommand, OrbiterCommand, RepoCommand,
-    SecretsCommand,
+    RolloutCommand, SecretsCommand,
 };
 use anyhow::Result;
 use orb_repo::UpdateOutcome;
@@ -47,6 +48,21 @@ pub fn run(cli: Cli) -> Result<()> {
             snapshot,
             on,
         }) => cluster::restore_drill(g, &cluster, snapshot.as_deref(), on.as_deref()),
+        Command::Cluster(ClusterCommand::RotateCerts { cluster }) => {
+            cluster::rotate_certs(g, &cluster)
+        }
+        Command::Rollout(RolloutCommand::Status { pool, output }) => {
+            rollout::status(g, pool.as_deref(), output)
+        }
+        Command::Rollout(RolloutCommand::Pause { pool }) => {
+            rollout::ask(g, &pool, rollout::Ask::Pause)
+        }
+        Command::Rollout(RolloutCommand::Resume { pool }) => {
+            rollout::ask(g, &pool, rollout::Ask::Resume)
+        }
+        Command::Rollout(RolloutCommand::Undo { pool }) => {
+            rollout::ask(g, &pool, rollout::Ask::Undo)
+        }
         Command::Repo(RepoCommand::AcceptHistory { yes }) => repo::accept_history(g, yes),
         Command::Local(c) => orb_machines::cli::run(c),
     }

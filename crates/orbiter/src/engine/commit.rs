@@ -151,6 +151,15 @@ impl Engine {
         }
         let outcome = update(&mut self.repo, &message, |snap| {
             let mut files = files.clone();
+            // Rollout records hold envelopes sealed with the key this iteration read; after
+            // a rotation meanwhile, the head's (re-sealed) records stay.
+            let head_keyring = read(snap, Keyring::FILE)?
+                .map(|t| Keyring::from_yaml(&t, Keyring::FILE))
+                .transpose()?;
+            let rotated = head_keyring.as_ref() != Some(&l.keyring);
+            if rotated {
+                files.retain(|path, _| !path.starts_with(crate::rollout::RECORDS_DIR));
+            }
             // Pins: the head's file (a person may have just unpinned a machine) plus this
             // iteration's own changes.
             if let Some(text) = read(snap, state::HOSTKEYS)? {
@@ -169,7 +178,7 @@ impl Engine {
                 .collect();
             for path in snap.list()? {
                 let owned = path.starts_with("orbiter/nodes/")
-                    || path.starts_with(crate::rollout::RECORDS_DIR);
+                    || (!rotated && path.starts_with(crate::rollout::RECORDS_DIR));
                 if owned && !files.contains_key(&path) {
                     changes.push(FileChange::delete(path));
                 }

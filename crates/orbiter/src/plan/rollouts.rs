@@ -4,10 +4,11 @@
 
 use super::{PlanInput, machine_ready};
 use crate::machine::MachineKey;
-use crate::node_desired::{SoftwareSecrets, items_for_revision, next_doc};
+use crate::node_desired::{SoftwareSecrets, next_doc};
 use crate::observed::MachineObserved;
 use crate::rollout::{
-    KEPT, MachineStatus, PoolInput, Revision, RolloutRecord, plan_pool, target_revision,
+    KEPT, MachineStatus, PoolInput, Revision, RolloutRecord, items_for_revision, plan_pool,
+    target_revision,
 };
 use node_protocol::timefmt::parse_rfc3339;
 use std::collections::BTreeMap;
@@ -77,6 +78,7 @@ pub(super) fn plan(input: &PlanInput<'_>) -> Rollouts {
             }
         };
         let record = input.rollouts.get(&pool_ref);
+        let id = recorded_id(input, record, &rev).unwrap_or(id);
         let settings = input.orb.rollout.effective(&pool_ref);
         let statuses: Vec<MachineStatus> = machines
             .iter()
@@ -138,6 +140,35 @@ pub(super) fn plan(input: &PlanInput<'_>) -> Rollouts {
         }
     }
     out
+}
+
+/// The recorded target's id when it gives machines exactly what `rev` does: the same items,
+/// agent and OS update request, and secrets of the same value. Revision ids hash keyed
+/// digests, which a masterkey rotation changes; comparing the values themselves keeps a
+/// rotation from starting a rollout that changes nothing.
+fn recorded_id(
+    input: &PlanInput<'_>,
+    record: Option<&RolloutRecord>,
+    rev: &Revision,
+) -> Option<String> {
+    let r = record?;
+    let old = r.revisions.get(&r.revision)?;
+    let same_shape = old.items == rev.items
+        && old.agent == rev.agent
+        && old.osupdates == rev.osupdates
+        && old.secrets.keys().eq(rev.secrets.keys());
+    if !same_shape {
+        return None;
+    }
+    let opened = input.revision_secrets.get(&r.revision)?;
+    let same_values =
+        rev.secrets
+            .keys()
+            .all(|path| match (opened.get(path), input.secrets.get(path)) {
+                (Some(Ok(a)), Some(Ok(b))) => a == b,
+                _ => false,
+            });
+    same_values.then(|| r.revision.clone())
 }
 
 pub(super) fn pool_ref(m: &MachineObserved) -> String {

@@ -13,7 +13,7 @@
 mod revision;
 mod waves;
 
-pub use revision::{Revision, RevisionItem, target_revision};
+pub use revision::{Revision, RevisionItem, items_for_revision, target_revision};
 pub use waves::{MachineStatus, PoolInput, PoolPlan, plan_pool};
 
 /// The revision of a machine whose document is kept as recorded: an Orbiter before rollouts

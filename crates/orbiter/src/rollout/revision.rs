@@ -2,8 +2,9 @@
 //! form, secrets by name), the sealed secrets they name, the agent build and an OS update
 //! request — frozen, with an id that changes exactly when what a machine would get changes.
 
-use crate::node_desired::{Digest, SoftwareSecrets};
-use node_protocol::{FileSecret, Item};
+use crate::machine::MachineRef;
+use crate::node_desired::{Digest, SoftwareSecrets, resolve};
+use node_protocol::{FileSecret, Hostname, Item, Reboot};
 use orb_model::{Id, Orb};
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
@@ -130,4 +131,27 @@ impl Revision {
         r.osupdates = Some(at.to_owned());
         (r.id_with(secret_digests), r)
     }
+}
+
+/// Items for `m` from a pool revision (see [`crate::rollout`]): its host name, the revision's
+/// items with their secrets resolved from `secrets` (the revision's own, opened), a reboot
+/// request. The same order as [`crate::node_desired::items_for`] gives for the revision orbiter.yml asks for now.
+pub fn items_for_revision(
+    rev: &Revision,
+    m: &MachineRef,
+    reboot_at: Option<&str>,
+    secrets: &SoftwareSecrets,
+) -> Result<Vec<Item>, String> {
+    let mut items = vec![Item::Hostname(Hostname {
+        name: m.hostname.clone(),
+    })];
+    for r in &rev.items {
+        items.push(resolve(&r.software, &r.item, secrets)?);
+    }
+    if let Some(at) = reboot_at {
+        items.push(Item::Reboot(Reboot {
+            requested_at: at.to_owned(),
+        }));
+    }
+    Ok(items)
 }

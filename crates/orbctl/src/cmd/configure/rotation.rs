@@ -1,6 +1,7 @@
 //! Masterkey rotation: everything the Orb has sealed — the secrets in orbiter.yml (providers',
 //! clusters', software's) and those Orbiter generated (`orbiter/secrets.yml`: maintenance keys,
-//! cluster certificates) — re-encrypted under a new keyring in one commit. If anything does not
+//! cluster certificates) and the revisions a rollout may go back to (`orbiter/rollouts/`) —
+//! re-encrypted under a new keyring in one commit. If anything does not
 //! open, nothing is written. A running Orbiter keeps working across it without a takeoff: the
 //! new masterkey is staged beside its orb config first (here, and over SSH on the Orb's
 //! machines that host one), and it adopts the staged key once the keyring needs it.
@@ -138,6 +139,25 @@ impl Resealing {
                 *env = self.new_key.seal(path, &plain);
             }
             changes.push(FileChange::write(state::SECRETS, state::render(&file)));
+        }
+        for path in snap.list()? {
+            if orbiter::rollout::record_pool(&path).is_none() {
+                continue;
+            }
+            let Some(text) = read_text(snap, &path)? else {
+                continue;
+            };
+            let mut record: orbiter::rollout::RolloutRecord = state::parse(&text, &path)
+                .with_context(|| format!("{path} cannot be read; nothing was rotated"))?;
+            for rev in record.revisions.values_mut() {
+                for (secret, env) in rev.secrets.iter_mut() {
+                    let plain = self.old_key.open(secret, env).with_context(|| {
+                        format!("{path}: secret {secret} does not open; nothing was rotated")
+                    })?;
+                    *env = self.new_key.seal(secret, &plain);
+                }
+            }
+            changes.push(FileChange::write(path, state::render(&record)));
         }
         Ok(changes)
     }
