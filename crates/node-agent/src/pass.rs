@@ -56,9 +56,14 @@ impl PassResult {
     pub fn in_sync(&self) -> bool {
         !self.interrupted && self.items.iter().all(|i| i.in_sync)
     }
-    /// Whether the next pass should come sooner than the drift interval (see [`ItemReport::retry`]).
+    /// Whether the next pass should come sooner than the drift interval (see
+    /// [`ItemReport::retry`]). A pass that changed something is also followed soon by one that
+    /// observes the result: items are observed before their actions, so a unit restarted with
+    /// a broken configuration, or the health check behind it, shows only in the next pass.
     pub fn wants_retry(&self) -> bool {
-        !self.interrupted && self.items.iter().any(|i| i.retry && !i.in_sync)
+        !self.interrupted
+            && (self.items.iter().any(|i| i.retry && !i.in_sync)
+                || self.items.iter().any(|i| !i.applied.is_empty()))
     }
 }
 
@@ -470,6 +475,16 @@ mod tests {
         let r = run_pass(&h, &desired(&items, true), true, &|| false);
         assert_eq!(r.items[0].observed, "healthy");
         assert!(r.in_sync() && !r.wants_retry());
+    }
+
+    #[test]
+    fn a_pass_that_changed_something_is_followed_by_one_that_looks() {
+        let (_t, h) = host();
+        let items = "  - file: {path: /etc/app.conf, content: v2}\n";
+        let r = run_pass(&h, &desired(items, true), true, &|| false);
+        assert!(!r.actions().is_empty() && r.in_sync() && r.wants_retry());
+        let r = run_pass(&h, &desired(items, true), true, &|| false);
+        assert!(r.actions().is_empty() && r.in_sync() && !r.wants_retry());
     }
 
     #[test]

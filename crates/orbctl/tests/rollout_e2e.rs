@@ -2,7 +2,8 @@
 //! small HTTP service. A commit whose service cannot start reaches one canary, which fails its
 //! health gate; the rollout stops with the reason committed, the canary goes back and answers
 //! again, the other four never see the change. The fix then rolls out one machine at a time,
-//! each healthy for the settle window before the next. Prints the figures `bench/rollout.sh`
+//! each healthy for the settle window before the next; a slow starter, healthy 20 s after its
+//! change, passes a 30 s settle window. Prints the figures `bench/rollout.sh`
 //! reports (`name=value`).
 
 mod common;
@@ -20,9 +21,21 @@ use std::time::{Duration, Instant};
 const POOL: &str = "loc.web";
 const RECORD: &str = "orbiter/rollouts/loc.web.yml";
 
-/// The Orb: pool `web` of five, the app answering `version` on port 8080 (a version starting
-/// with `bad` dies at start: its unit cannot start).
-fn orb_yaml(group: &str, version: &str) -> String {
+/// How the pool rolls: the settle window and how many machines change at once.
+struct Rolling {
+    settle: &'static str,
+    at_once: &'static str,
+}
+
+const ONE_BY_ONE: Rolling = Rolling {
+    settle: "5s",
+    at_once: "1",
+};
+
+/// The Orb: pool `web` of five, the app answering `version` on port 8080, checked by a health
+/// item. A version starting with `bad` dies at start; one starting with `slow` listens only
+/// after 20 s.
+fn orb_yaml(group: &str, version: &str, r: &Rolling) -> String {
     format!(
         r#"kind: Orb
 version: v1
@@ -37,7 +50,9 @@ providers:
           nodes: 5
 rollout:
   default:
-    settle: 5s
+    settle: {settle}
+    canary: {at_once}
+    maxunavailable: "{at_once}"
     deadline: 3m
 software:
   app:
@@ -55,6 +70,7 @@ software:
               $SIG{{PIPE}} = 'IGNORE';
               my $v = "{version}";
               die "bad configuration\n" if $v =~ /^bad/;
+              sleep 20 if $v =~ /^slow/;
               my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 16, ReuseAddr => 1) or die "listen: $!\n";
               while (my $c = $s->accept) {{ my $request = <$c>; print $c "HTTP/1.0 200 OK\r\n\r\n$v\n"; close $c; }}
         - unit:
@@ -64,13 +80,15 @@ software:
               Description=rollout demo app
               [Service]
               ExecStart=/usr/local/bin/app
-              ExecStartPost=/usr/bin/perl -MIO::Socket::INET -e 'for (1..40) {{ exit 0 if IO::Socket::INET->new("127.0.0.1:8080"); select undef, undef, undef, 0.25 }} exit 1'
               [Install]
               WantedBy=multi-user.target
             enabled: true
             active: true
             restart_on: [/usr/local/bin/app]
-"#
+        - health: {{name: app, http: "http://127.0.0.1:8080/", expect: 200, timeout: 2s}}
+"#,
+        settle = r.settle,
+        at_once = r.at_once,
     )
 }
 
@@ -132,6 +150,36 @@ fn touched_by(repo: &Path, keys: &[String], needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// On failure: the pool's rollout record and what a plan says now.
+struct Dump<'a> {
+    repo: &'a Path,
+    person: &'a Person,
+    bins: &'a Binaries,
+}
+
+impl Drop for Dump<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- {RECORD}:\n{:#?}", record(self.repo));
+            let plan = self
+                .person
+                .cmd(&["plan"])
+                .env("ORBITER_NODE_AGENT", self.bins.node_agent())
+                .output()
+                .unwrap();
+            eprintln!("--- plan:\n{}", String::from_utf8_lossy(&plan.stdout));
+            let log = Command::new("git")
+                .arg("-C")
+                .arg(self.repo)
+                .args(["log", "-3", "-p", "--stat"])
+                .output()
+                .unwrap();
+            let log = String::from_utf8_lossy(&log.stdout);
+            eprintln!("--- last commits:\n{}", &log[..log.len().min(6000)]);
+        }
+    }
+}
+
 #[test]
 fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
     let host = Host::new().expect("this test needs root and the orb-machines host tools");
@@ -143,6 +191,11 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
         person: Some(p.home.path().to_owned()),
     };
     let bins = Binaries::snapshot();
+    let _dump = Dump {
+        repo: &repo.path,
+        person: &p,
+        bins: &bins,
+    };
     p.ok(&[
         "configure",
         "--repourl",
@@ -151,7 +204,7 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
     human_commit(
         &repo.path,
         "orbiter.yml",
-        &orb_yaml(&group, "v1"),
+        &orb_yaml(&group, "v1", &ONE_BY_ONE),
         "The app, v1",
     );
     let listen = format!("127.0.0.1:{}", 20000 + (pid % 20000) as u16);
@@ -182,7 +235,7 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
     human_commit(
         &repo.path,
         "orbiter.yml",
-        &orb_yaml(&group, "bad-v2"),
+        &orb_yaml(&group, "bad-v2", &ONE_BY_ONE),
         "The app, v2",
     );
     wait_for("the rollout stopped", Duration::from_secs(300), || {
@@ -192,7 +245,10 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
     let canary = &keys[0];
     let reason = rec.reason.clone().unwrap();
     assert!(reason.starts_with(&format!("{canary} failed:")), "{reason}");
-    assert!(reason.contains("app.service"), "{reason}");
+    assert!(
+        reason.contains("unit:app.service") || reason.contains("health:app: failing"),
+        "{reason}"
+    );
     assert_eq!(
         rec.machines[&orbiter::machine::MachineKey::parse(canary).unwrap()].phase,
         Phase::RolledBack
@@ -235,7 +291,7 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
     human_commit(
         &repo.path,
         "orbiter.yml",
-        &orb_yaml(&group, "v3"),
+        &orb_yaml(&group, "v3", &ONE_BY_ONE),
         "The app, v3",
     );
     wait_for("v3 rolled out", Duration::from_secs(400), || {
@@ -266,6 +322,40 @@ fn a_bad_canary_stops_and_goes_back_then_the_fix_rolls_in_waves() {
         json.contains("\"state\": \"done\"") && !json.contains("encrypted"),
         "{json}"
     );
+
+    // A slow starter: healthy only 20 s after its change, within a 30 s settle window.
+    let at_once = Rolling {
+        settle: "30s",
+        at_once: "5",
+    };
+    let before = record(&repo.path).unwrap().revision;
+    human_commit(
+        &repo.path,
+        "orbiter.yml",
+        &orb_yaml(&group, "slow-v4", &at_once),
+        "The app, v4",
+    );
+    wait_for("v4 rolled out", Duration::from_secs(300), || {
+        record(&repo.path).is_some_and(|r| r.revision != before && r.state != RolloutState::Rolling)
+    });
+    let r = record(&repo.path).unwrap();
+    assert_eq!(r.state, RolloutState::Done, "{:?}", r.reason);
+    assert!(
+        answers().iter().all(|a| a.as_deref() == Some("slow-v4")),
+        "{:?}",
+        answers()
+    );
+    let m = local.machine("web-3").unwrap();
+    let log = sh(&m, "journalctl -u node-agent --no-pager -o cat");
+    assert!(
+        log.contains("health:app: failing"),
+        "the check was red at first:\n{log}"
+    );
+
+    // Done: an idle Orbiter commits nothing.
+    let idle = commit_count(&repo);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(commit_count(&repo), idle, "idle iterations made commits");
 
     println!("rollout_5_machines_s={rollout_5:.1}");
     println!("stop_after_bad_canary_s={stop_after_bad_canary:.1}");

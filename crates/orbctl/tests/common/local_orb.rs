@@ -15,7 +15,7 @@ pub struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(home) = &self.person {
-            kill_daemons(home, false);
+            kill_daemons(home, true);
         }
         if let Ok(host) = Host::new() {
             for g in &self.groups {

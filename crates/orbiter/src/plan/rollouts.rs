@@ -185,22 +185,36 @@ fn status(
     let key = &m.machine.key;
     let recorded = input.recorded.node_desired.get(key);
     let objection = input.clusters.unhealthy.get(key);
-    let healthy = m.reach.logged_in() && machine_ready(m, input.recorded) && objection.is_none();
+    // Items are observed before a pass acts on them: only a pass that changed nothing shows
+    // what the change did.
+    let looked = m
+        .current
+        .as_ref()
+        .and_then(|c| c.last_pass.as_ref())
+        .is_some_and(|p| p.actions.is_empty());
+    let healthy =
+        m.reach.logged_in() && machine_ready(m, input.recorded) && looked && objection.is_none();
     let why = if healthy {
         None
     } else if !m.reach.logged_in() {
         Some("unreachable".to_owned())
     } else if let Some(o) = objection {
         Some(o.clone())
+    } else if machine_ready(m, input.recorded) && !looked {
+        Some("its agent changed something in its last pass and has not looked since".to_owned())
     } else {
-        m.current.as_ref().and_then(|c| {
-            c.items.iter().find(|i| !i.in_sync).map(|i| {
-                format!(
-                    "{}: {}",
-                    i.id,
-                    i.last_error.clone().unwrap_or_else(|| i.observed.clone())
-                )
-            })
+        m.current.as_ref().map(|c| {
+            let failing: Vec<String> = c
+                .items
+                .iter()
+                .filter(|i| !i.in_sync)
+                .take(3)
+                .map(|i| {
+                    let what = i.last_error.as_deref().unwrap_or(&i.observed);
+                    format!("{}: {}", i.id, crate::text::remote_line(what, 300))
+                })
+                .collect();
+            failing.join("; ")
         })
     };
     let matches_target = match (first_sight, recorded) {

@@ -59,6 +59,8 @@ struct Sim {
     since: BTreeMap<String, (u64, i64)>,
     /// Per round, how many machines enforced a generation not yet healthy on them.
     changing: Vec<usize>,
+    /// When each agent last reported, and whether all was in sync then.
+    reported: BTreeMap<String, (i64, bool)>,
 }
 
 impl Sim {
@@ -67,6 +69,7 @@ impl Sim {
             t: parse_rfc3339(NOW).unwrap(),
             since: BTreeMap::new(),
             changing: Vec::new(),
+            reported: BTreeMap::new(),
         }
     }
 
@@ -94,11 +97,27 @@ impl Sim {
             let c = m.current.as_mut().unwrap();
             let g = c.generation.unwrap_or(0);
             let since = self.since.entry(k.to_owned()).or_insert((g, self.t));
-            if since.0 != g {
+            // The pass that applies a generation observed the items before acting: it says
+            // all is well and lists what it changed; only the next one tells.
+            let applying = since.0 != g;
+            if applying {
                 *since = (g, self.t);
             }
-            let up =
-                !app.starts_with("bad") && (!app.starts_with("slow") || self.t - since.1 >= 20);
+            let up = applying
+                || !app.starts_with("bad") && (!app.starts_with("slow") || self.t - since.1 >= 20);
+            // An agent reports when it applies, every 5 s while out of sync, else at its drift
+            // interval (this one does not look again right after a change).
+            let (last, was_up) = self
+                .reported
+                .get(k)
+                .copied()
+                .unwrap_or((i64::MIN / 2, true));
+            let due = applying || (!was_up && self.t - last >= 5) || self.t - last >= 60;
+            changing += usize::from(!up || app.starts_with("slow") && self.t - since.1 < 30);
+            if !due {
+                continue;
+            }
+            self.reported.insert(k.to_owned(), (self.t, up));
             c.ready = up;
             c.items = vec![ItemState {
                 id: "service app".into(),
@@ -112,10 +131,13 @@ impl Sim {
                 generation: Some(g),
                 started_at: format_rfc3339(self.t),
                 duration_ms: 0,
-                actions: vec![],
+                actions: if applying {
+                    vec!["file:/etc/app: write".into()]
+                } else {
+                    vec![]
+                },
                 errors: u32::from(!up),
             });
-            changing += usize::from(!up || app.starts_with("slow") && self.t - since.1 < 30);
         }
         self.changing.push(changing);
     }

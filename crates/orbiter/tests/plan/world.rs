@@ -136,6 +136,15 @@ pub fn current(generation: u64) -> NodeCurrent {
     c.ready = true;
     c.generation = Some(generation);
     c.booted_at = Some(OLD_BOOT.to_owned());
+    // Its last pass changed nothing: what it reports is what it saw after its changes.
+    c.last_pass = Some(node_protocol::PassInfo {
+        trigger: "drift".into(),
+        generation: Some(generation),
+        started_at: OLD_BOOT.to_owned(),
+        duration_ms: 0,
+        actions: vec![],
+        errors: 0,
+    });
     c
 }
 
