@@ -41,11 +41,17 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let n: u64 = s[..split].parse().map_err(|_| bad())?;
+    // Minutes and hours beyond u64 seconds are not a duration either (no overflow).
+    let secs = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(bad)
+    };
     let d = match &s[split..] {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "m" => secs(60)?,
+        "h" => secs(3600)?,
         _ => return Err(bad()),
     };
     if d.is_zero() {
@@ -164,6 +170,27 @@ mod tests {
             parse_duration("0s").is_err()
                 && parse_duration("5 minutes").is_err()
                 && parse_duration("").is_err()
+        );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/agent_outputs.rs): `n * 60` overflowed.
+    #[test]
+    fn durations_beyond_u64_seconds_are_errors_not_overflows() {
+        for s in [
+            "1111111111111111115m",
+            "18446744073709551615h",
+            "307445734561825861m",
+        ] {
+            let e = parse_duration(s).unwrap_err().to_string();
+            assert!(e.contains("is not a duration"), "{s}: {e}");
+        }
+        assert_eq!(
+            parse_duration("307445734561825860m").unwrap(),
+            Duration::from_secs(307_445_734_561_825_860 * 60)
+        );
+        assert_eq!(
+            parse_duration("18446744073709551615s").unwrap(),
+            Duration::from_secs(u64::MAX)
         );
     }
 }
