@@ -166,7 +166,10 @@ impl Rollout {
         };
         let secs = |f: fn(&RolloutSettings) -> Option<&Located<String>>, default: u64| {
             pick(f)
-                .and_then(|s| crate::kinds::etcd_cluster::parse_duration(&s).ok())
+                .and_then(|s| match s.trim() {
+                    "0" | "0s" => Some(0),
+                    s => crate::kinds::etcd_cluster::parse_duration(s).ok(),
+                })
                 .unwrap_or(default)
         };
         let zero_ok = |f: fn(&RolloutSettings) -> Option<&Located<String>>| {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 fn orb_yaml(lab: &StaticLab, motd: &str) -> String {
     format!(
-        "kind: Orb\nversion: v1\n{}software:\n  base:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [lab.machines]\n      items:\n        - file: {{path: /etc/motd, content: \"{motd}\\n\"}}\n",
+        "kind: Orb\nversion: v1\n{}rollout:\n  default:\n    settle: 3s\n    maxunavailable: 2\nsoftware:\n  base:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [lab.machines]\n      items:\n        - file: {{path: /etc/motd, content: \"{motd}\\n\"}}\n",
         lab.provider_yaml()
     )
 }

@@ -20,7 +20,10 @@ fn orb_yaml(lab: &StaticLab, motd: &str) -> String {
     format!(
         "kind: Orb
 version: v1
-{}clusters:
+{}rollout:
+  default:
+    settle: 3s
+clusters:
   kv:
     kind: EtcdCluster
     version: v1
@@ -179,7 +182,12 @@ fn secrets_reach_machines_never_git_and_the_masterkey_rotates_under_a_running_or
     );
     assert_eq!(
         human.files_of_commit_with("Masterkey rotated"),
-        ["keyring.yml", "orbiter.yml", state::SECRETS]
+        [
+            "keyring.yml",
+            "orbiter.yml",
+            "orbiter/rollouts/lab.machines.yml",
+            state::SECRETS
+        ]
     );
     p.ok(&[
         "file",

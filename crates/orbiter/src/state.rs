@@ -131,6 +131,12 @@ pub struct MachineCurrent {
     pub generation: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Package updates its OS has pending (held packages not counted), as its agent last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_updates: Option<u32>,
+    /// Its OS says it needs a reboot (after an update).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reboot_required: bool,
 }
 
 #[derive(Deserialize)]

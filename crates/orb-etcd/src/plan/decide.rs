@@ -4,7 +4,7 @@
 //! in its module.
 
 use super::ctx::{Ctx, Facts};
-use super::{backup, health, membership, pki, rolling, scaling};
+use super::{backup, disruption, health, membership, pki, rolling, scaling};
 use crate::observe::{MemberEntry, MemberView};
 use crate::record::{MemberRecord, MemberState};
 use std::ops::ControlFlow;
@@ -26,6 +26,8 @@ fn in_order(cx: &mut Ctx<'_>, f: &Facts<'_>) -> ControlFlow<()> {
     // 4. Replace a dead member: machine gone, or unhealthy for the grace period.
     health::replace_dead(cx, f)?;
     health::wait_all_healthy(cx, f)?;
+    // Every member healthy: a machine Orbiter wants to reboot may go (the leader hands over).
+    disruption::consent(cx, f)?;
     // 5. Authentication (users, roles, `auth enable`) once, and when the users change.
     pki::setup_auth(cx, f)?;
 

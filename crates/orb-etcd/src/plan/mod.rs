@@ -42,6 +42,7 @@ mod backup;
 mod bootstrap;
 mod ctx;
 mod decide;
+mod disruption;
 mod health;
 mod membership;
 mod node_items;
@@ -99,6 +100,8 @@ pub struct PlanInput<'a> {
     /// members serve new certificates, and again to switch to their new client certificates
     /// before the old CAs are dropped.
     pub client_grace_secs: u64,
+    /// Machines Orbiter wants to reboot or replace next (see [`EtcdPlan::not_yet`]).
+    pub disrupting: &'a BTreeSet<String>,
 }
 
 #[derive(Clone, Default, PartialEq)]
@@ -112,6 +115,8 @@ pub struct EtcdPlan {
     pub releasable: BTreeSet<String>,
     /// Changes of the certificate bundle the engine makes (and seals) in its `generate` step.
     pub pki: Vec<PkiChange>,
+    /// Machines of `disrupting` that must not be disrupted yet, and why (absent: consent).
+    pub not_yet: BTreeMap<String, String>,
 }
 
 /// Items carry private keys: Debug shows how many items each machine gets, not what they are.
@@ -164,6 +169,7 @@ pub fn plan(i: &PlanInput<'_>) -> EtcdPlan {
         observed::reconcile_with_list(&mut cx, v, l);
     }
     observed::refresh_observed(&mut cx, list);
+    disruption::refuse_all(&mut cx);
     membership::wipe_removed(&mut cx, list.map(|(_, l)| l));
     match list {
         None if cx.out.record.members.is_empty() && silent => bootstrap::bootstrap(&mut cx),

@@ -30,12 +30,17 @@ pub fn list(g: &Global, output: Output) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<12} {:<16} {:<12} {:<10} {:<4} ERROR",
-        "ID", "POOL", "IP", "STATE", "AGENT", "GEN"
+        "{:<24} {:<12} {:<16} {:<12} {:<10} {:<4} {:<8} ERROR",
+        "ID", "POOL", "IP", "STATE", "AGENT", "GEN", "UPDATES"
     );
     for (k, m) in &current.machines {
+        let updates = match (m.pending_updates, m.reboot_required) {
+            (n, true) => format!("{}+reboot", n.map_or("?".into(), |n| n.to_string())),
+            (Some(n), false) => n.to_string(),
+            (None, false) => "-".into(),
+        };
         println!(
-            "{:<24} {:<12} {:<16} {:<12} {:<10} {:<4} {}",
+            "{:<24} {:<12} {:<16} {:<12} {:<10} {:<4} {:<8} {}",
             k.to_string(),
             m.pool,
             m.ip,
@@ -44,6 +49,7 @@ pub fn list(g: &Global, output: Output) -> Result<()> {
             m.generation
                 .map(|g| g.to_string())
                 .unwrap_or_else(|| "-".into()),
+            updates,
             m.error.as_deref().unwrap_or("")
         );
     }

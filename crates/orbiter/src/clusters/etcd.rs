@@ -253,6 +253,7 @@ impl ClusterKind for Etcd {
             now: input.now,
             grace_secs: REPLACE_AFTER_SECS,
             client_grace_secs: ROTATION_CLIENT_GRACE_SECS,
+            disrupting: &input.disrupting.iter().map(|k| k.to_string()).collect(),
         });
         if self.destructive_ran {
             let held: Vec<String> = p
@@ -285,8 +286,20 @@ impl ClusterKind for Etcd {
             generate,
             ..ClusterNeeds::default()
         };
+        for (name, why) in &p.not_yet {
+            needs.not_yet.insert(key(name)?, why.clone());
+        }
         for m in &machines {
             let k = &m.machine.key;
+            let member = p
+                .record
+                .member(&k.to_string())
+                .is_some_and(|r| r.state == orb_etcd::record::MemberState::Member);
+            if member && !views.get(&k.to_string()).is_some_and(|v| v.healthy) {
+                needs
+                    .unhealthy
+                    .insert(k.clone(), format!("etcd member {k} is not healthy"));
+            }
             match p.items.get(&k.to_string()) {
                 Some(items) => {
                     needs.items.insert(k.clone(), items.clone());

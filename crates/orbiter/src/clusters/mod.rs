@@ -52,6 +52,9 @@ pub struct ClusterNeeds {
     pub offer: BTreeMap<Id, BTreeSet<String>>,
     /// Machines whose part of the cluster is not healthy now (a rollout waits for them).
     pub unhealthy: BTreeMap<MachineKey, String>,
+    /// Machines of [`KindInput::disrupting`] the kind is not ready to lose yet (leadership
+    /// still moves away, a member is not healthy), and why. Absent: it consents.
+    pub not_yet: BTreeMap<MachineKey, String>,
 }
 
 impl ClusterNeeds {
@@ -80,12 +83,12 @@ impl ClusterNeeds {
         for (p, names) in other.offer {
             self.offer.entry(p).or_default().extend(names);
         }
-        self.unhealthy.extend(
-            other
-                .unhealthy
-                .into_iter()
-                .map(|(m, why)| (m, format!("cluster {id}: {why}"))),
-        );
+        for (m, why) in other.unhealthy {
+            self.unhealthy.insert(m, format!("cluster {id}: {why}"));
+        }
+        for (m, why) in other.not_yet {
+            self.not_yet.insert(m, format!("cluster {id}: {why}"));
+        }
     }
 }
 
@@ -97,6 +100,10 @@ pub struct KindInput<'a> {
     pub outputs: &'a BTreeMap<MachineKey, String>,
     /// Machines a person asked to replace (`replacementrequired`): their roles move elsewhere.
     pub replacing: &'a std::collections::BTreeSet<MachineKey>,
+    /// Machines Orbiter wants to reboot or replace: before it does, the kind prepares each
+    /// (moves what must not go down with it, e.g. etcd's leadership) and consents by leaving
+    /// it out of [`ClusterNeeds::not_yet`].
+    pub disrupting: &'a std::collections::BTreeSet<MachineKey>,
     /// Unix seconds.
     pub now: u64,
 }

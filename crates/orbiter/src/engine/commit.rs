@@ -265,6 +265,8 @@ fn machine_current(m: &MachineObserved, l: &Loaded, p: &Plan) -> MachineCurrent 
             .filter(|v| !v.is_empty()),
         generation: m.current.as_ref().and_then(|c| c.generation),
         error: error.map(|e| text::remote(&e, 2000)),
+        pending_updates: m.current.as_ref().and_then(|c| c.pending_updates),
+        reboot_required: m.current.as_ref().is_some_and(|c| c.reboot_required),
     }
 }
 

@@ -126,6 +126,8 @@ impl Engine {
                     .map(move |id| MachineKey::new(pid, &id.value))
             })
             .collect();
+        let mut disrupting = crate::plan::wanted_reboots(&l.orb, observed);
+        disrupting.extend(replacing.iter().cloned());
         let mut kinds = std::mem::take(&mut l.clusters);
         let mut needs = ClusterNeeds::default();
         for ((id, kind), outputs) in kinds.iter_mut().zip(&outputs) {
@@ -134,6 +136,7 @@ impl Engine {
                 recorded: &l.recorded,
                 outputs,
                 replacing: &replacing,
+                disrupting: &disrupting,
                 now,
             };
             needs.merge(id, plan_one(id, kind.as_mut(), &input));

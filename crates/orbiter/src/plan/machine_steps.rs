@@ -1,8 +1,9 @@
 //! The steps every machine gets whatever its provider: first contact (pin its host key),
 //! the maintenance key, the agent, at most one reboot per pool, and its node-desired document.
 
+use super::PlanInput;
+use super::reboots;
 use super::rollouts::{Assigned, Rollouts, pool_ref};
-use super::{PlanInput, machine_ready};
 use crate::action::{Action, Plan};
 use crate::machine::KnownKey;
 use crate::node_desired::next_doc;
@@ -10,7 +11,6 @@ use crate::observe::sha256_hex;
 use crate::observed::{MachineObserved, Reach};
 use crate::rollout::items_for_revision;
 use crate::ssh::HostKey;
-use node_protocol::timefmt::{format_rfc3339, parse_rfc3339};
 use orb_model::Id;
 use std::collections::BTreeSet;
 
@@ -80,7 +80,7 @@ pub(super) fn plan_machines(
         let assigned = rollouts.by_machine.get(key);
         agent_step(input, m, assigned, plan);
         let previous = recorded.node_desired.get(key);
-        let reboot_at = reboot_request(input, m, machines, reboot, &mut rebooting_pools, plan);
+        let reboot_at = reboots::request(input, m, machines, reboot, &mut rebooting_pools, plan);
         if let Some(why) = input.clusters.frozen.get(key) {
             plan.waiting
                 .push(format!("node-desired state of {key} kept as it is: {why}"));
@@ -255,100 +255,4 @@ fn agent_step(
         },
         why,
     );
-}
-
-/// The reboot request the machine's document carries: kept while it is pending, made when the
-/// machine is flagged and its pool allows it (one at a time, none while another is down),
-/// cleared once the machine booted after it.
-fn reboot_request(
-    input: &PlanInput<'_>,
-    m: &MachineObserved,
-    machines: &[&MachineObserved],
-    reboot: &[&Id],
-    rebooting_pools: &mut BTreeSet<Id>,
-    plan: &mut Plan,
-) -> Option<String> {
-    let recorded = input.recorded;
-    let key = &m.machine.key;
-    let mut reboot_at = recorded
-        .node_desired
-        .get(key)
-        .and_then(|d| d.reboot_requested_at())
-        .map(str::to_owned);
-    if !reboot.contains(&&key.machine) {
-        return None;
-    }
-    let mut requested_now = false;
-    if reboot_at.is_none() {
-        let others: Vec<_> = machines
-            .iter()
-            .filter(|o| o.machine.pool == m.machine.pool && o.machine.key != *key)
-            .collect();
-        let busy = rebooting_pools.contains(&m.machine.pool)
-            || others.iter().any(|o| {
-                recorded
-                    .node_desired
-                    .get(&o.machine.key)
-                    .and_then(|d| d.reboot_requested_at())
-                    .is_some()
-            });
-        let down = others
-            .iter()
-            .find(|o| !(o.reach.logged_in() && machine_ready(o, recorded)));
-        if busy {
-            plan.waiting.push(format!(
-                "reboot of {key}: another machine of pool {} reboots first",
-                m.machine.pool
-            ));
-        } else if let Some(o) = down {
-            plan.waiting.push(format!(
-                "reboot of {key}: waits until {} of the same pool is ready again",
-                o.machine.key
-            ));
-        } else {
-            reboot_at = Some(reboot_request_time(input.now, m));
-            requested_now = true;
-        }
-    }
-    if let Some(at) = &reboot_at {
-        rebooting_pools.insert(m.machine.pool.clone());
-        if !requested_now && rebooted_since(m, at) {
-            plan.step(
-                Action::ClearReboot {
-                    machine: key.clone(),
-                },
-                format!("rebooted after {at}"),
-            );
-            return None;
-        }
-        plan.waiting.push(format!(
-            "reboot of {key} requested at {at}: waiting for it to come back"
-        ));
-    }
-    reboot_at
-}
-
-/// One second after `now`: boot times have one-second resolution and the agent counts a boot
-/// in the request's second as done, so a request for the current second could be taken as
-/// fulfilled by a boot just before it. A request in the future makes the agent wait for it.
-/// The machine's own boot time counts too: with its clock ahead of Orbiter's, a request for
-/// Orbiter's "now" would look fulfilled on the machine already.
-fn reboot_request_time(now: &str, m: &MachineObserved) -> String {
-    let booted = booted_at(m);
-    match parse_rfc3339(now) {
-        Ok(t) => format_rfc3339(t.max(booted.unwrap_or(t)) + 1),
-        Err(_) => now.to_owned(),
-    }
-}
-
-fn booted_at(m: &MachineObserved) -> Option<i64> {
-    m.current
-        .as_ref()
-        .and_then(|c| c.booted_at.as_deref())
-        .and_then(|b| parse_rfc3339(b).ok())
-}
-
-/// The agent's own rule: a boot at or after the request fulfils it.
-fn rebooted_since(m: &MachineObserved, at: &str) -> bool {
-    matches!((booted_at(m), parse_rfc3339(at)), (Some(b), Ok(a)) if b >= a)
 }

@@ -5,12 +5,14 @@
 //! here (no clock, no randomness, no host): fast, and testable with simulated providers.
 
 mod machine_steps;
+mod reboots;
 mod rollouts;
 
 pub use crate::action::{Action, Plan, Step};
 pub use crate::agent_binary::AgentRelease;
 pub use crate::providers::listed_machines;
 pub use crate::recorded::{Recorded, machine_ready};
+pub use reboots::wanted_reboots;
 
 use crate::clusters::ClusterNeeds;
 use crate::machine::MachineKey;

@@ -57,10 +57,19 @@ pub(super) fn plan(input: &PlanInput<'_>) -> Rollouts {
     let mut rolling_earlier: Option<(i32, String)> = None;
     for (order, pool_ref) in ordered {
         let machines = &pools[&pool_ref];
+        let record = input.rollouts.get(&pool_ref);
+        let settings = input.orb.rollout.effective(&pool_ref);
+        let os = crate::rollout::os::request(
+            &settings,
+            &pool_ref,
+            record.and_then(RolloutRecord::os_request),
+            input.now_secs,
+        );
         let target = target_revision(
             input.orb,
             &pool_ref,
             &input.agent.sha256,
+            os,
             input.secrets,
             input.digest,
         );
@@ -77,9 +86,7 @@ pub(super) fn plan(input: &PlanInput<'_>) -> Rollouts {
                 continue;
             }
         };
-        let record = input.rollouts.get(&pool_ref);
         let id = recorded_id(input, record, &rev).unwrap_or(id);
-        let settings = input.orb.rollout.effective(&pool_ref);
         let statuses: Vec<MachineStatus> = machines
             .iter()
             .map(|m| status(input, m, record.is_none().then_some(&rev)))

@@ -10,6 +10,7 @@
 //! Cluster kinds' items and reboot requests are not part of a revision: kinds pace their own
 //! changes (one member at a time, quorum first), and reboots have their own gate.
 
+pub mod os;
 mod revision;
 mod waves;
 
@@ -66,6 +67,15 @@ pub struct RolloutRecord {
     /// Every revision a machine runs or may go back to, by id.
     #[serde(default)]
     pub revisions: BTreeMap<String, Revision>,
+}
+
+impl RolloutRecord {
+    /// The OS update request of the revision the pool rolls to.
+    pub fn os_request(&self) -> Option<&node_protocol::OsUpdates> {
+        self.revisions
+            .get(&self.revision)
+            .and_then(|r| r.osupdates.as_ref())
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use crate::machine::MachineRef;
 use crate::node_desired::{Digest, SoftwareSecrets, resolve};
-use node_protocol::{FileSecret, Hostname, Item, Reboot};
+use node_protocol::{FileSecret, Hostname, Item, OsUpdates, Reboot};
 use orb_model::{Id, Orb};
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
@@ -20,9 +20,9 @@ pub struct Revision {
     pub secrets: BTreeMap<String, Envelope>,
     /// SHA-256 of the agent binary.
     pub agent: String,
-    /// An OS update request (RFC 3339) the revision carries.
+    /// The pool's OS update request (see [`crate::rollout::os`]), the same for every machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub osupdates: Option<String>,
+    pub osupdates: Option<OsUpdates>,
 }
 
 /// An item and the software it came from (its secret names are that software's).
@@ -33,12 +33,14 @@ pub struct RevisionItem {
     pub item: Item,
 }
 
-/// The revision orbiter.yml asks for on `provider.pool` and its id. An error when a secret it
-/// names is not set or cannot be opened (the pool's machines keep what they have).
+/// The revision orbiter.yml asks for on `provider.pool` (with the pool's OS update request,
+/// if any) and its id. An error when a secret it names is not set or cannot be opened (the
+/// pool's machines keep what they have).
 pub fn target_revision(
     orb: &Orb,
     pool_ref: &str,
     agent: &str,
+    osupdates: Option<OsUpdates>,
     secrets: &SoftwareSecrets,
     digest: &Digest,
 ) -> Result<(String, Revision), String> {
@@ -46,7 +48,7 @@ pub fn target_revision(
         items: Vec::new(),
         secrets: BTreeMap::new(),
         agent: agent.to_owned(),
-        osupdates: None,
+        osupdates,
     };
     let mut named = BTreeMap::new();
     for (sid, node) in &orb.software {
@@ -112,24 +114,13 @@ impl Revision {
             h.update(format!("\nsecret {path} {d}").as_bytes());
         }
         h.update(format!("\nagent {}", self.agent).as_bytes());
-        if let Some(t) = &self.osupdates {
-            h.update(format!("\nosupdates {t}").as_bytes());
+        if let Some(o) = &self.osupdates {
+            h.update(format!("\nosupdates {} {}", o.updates.as_str(), o.requested_at).as_bytes());
         }
         h.finalize()[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
-    }
-
-    /// The revision with an OS update request added, and its id.
-    pub fn with_osupdates(
-        &self,
-        at: &str,
-        secret_digests: &BTreeMap<String, String>,
-    ) -> (String, Revision) {
-        let mut r = self.clone();
-        r.osupdates = Some(at.to_owned());
-        (r.id_with(secret_digests), r)
     }
 }
 
@@ -147,6 +138,9 @@ pub fn items_for_revision(
     })];
     for r in &rev.items {
         items.push(resolve(&r.software, &r.item, secrets)?);
+    }
+    if let Some(o) = &rev.osupdates {
+        items.push(Item::Osupdates(o.clone()));
     }
     if let Some(at) = reboot_at {
         items.push(Item::Reboot(Reboot {

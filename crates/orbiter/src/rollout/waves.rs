@@ -125,6 +125,20 @@ pub fn plan_pool(i: &PoolInput<'_>) -> PoolPlan {
         advance(&mut rec, i, s, &tag, &mut waiting);
     }
 
+    // A machine that joined on the pool's revision is proven by its first healthy report;
+    // until then the pool is not settled (a takeoff waits for it).
+    let unproven: Vec<String> = rec
+        .machines
+        .iter()
+        .filter(|(_, m)| m.phase == Phase::Done && m.healthy.is_none() && m.revision != KEPT)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    if !unproven.is_empty() {
+        waiting.push(format!(
+            "{tag}: waiting for the first healthy report of {}",
+            unproven.join(", ")
+        ));
+    }
     let rolling = matches!(rec.state, RolloutState::Rolling | RolloutState::Paused);
     // Revisions no machine runs or may go back to are dropped.
     let keep: Vec<&String> = rec
@@ -374,7 +388,16 @@ fn advance(
         )));
         return;
     }
-    if i.target_rev.osupdates.is_some()
+    // A new OS update request is disruptive (upgrades, then reboots): inside the window only.
+    let new_os_request = i.target_rev.osupdates.is_some()
+        && pending.iter().any(|k| {
+            let runs = rec
+                .machines
+                .get(*k)
+                .and_then(|e| rec.revisions.get(&e.revision));
+            runs.and_then(|r| r.osupdates.as_ref()) != i.target_rev.osupdates.as_ref()
+        });
+    if new_os_request
         && let Some(w) = &s.window
         && !w.contains(i.now as i64)
     {

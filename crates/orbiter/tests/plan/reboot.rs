@@ -131,3 +131,102 @@ fn stale_flags_of_machines_that_do_not_exist_are_cleared() {
     assert_reason(&p, "clear-reboot loc.p-9", "the machine no longer exists");
     assert!(p.waiting.is_empty() && p.blocked.is_empty());
 }
+
+#[test]
+fn a_reboot_waits_for_its_cluster_to_consent_and_for_sick_members() {
+    let w = World::new(&[lab(&["rebootrequired: [a1]"])], &[]);
+    let mut needs = orbiter::clusters::ClusterNeeds::default();
+    needs.not_yet.insert(
+        key("lab.a1"),
+        "cluster kv: leadership moves from lab.a1 to lab.a2 first".into(),
+    );
+    let p = w.plan_with(&needs);
+    assert_steps(&p, &[]);
+    assert_waits(
+        &p,
+        "reboot of lab.a1: waits for its cluster: cluster kv: leadership moves from lab.a1",
+    );
+    // Consent, but the other member of the pool is not healthy in its cluster.
+    let mut needs = orbiter::clusters::ClusterNeeds::default();
+    needs.unhealthy.insert(
+        key("lab.a2"),
+        "cluster kv: etcd member lab.a2 is not healthy".into(),
+    );
+    let p = w.plan_with(&needs);
+    assert_steps(&p, &[]);
+    assert_waits(
+        &p,
+        "reboot of lab.a1: waits until lab.a2 of the same pool is ready again",
+    );
+    assert_steps(&w.plan(), &["write lab.a1 g2"]);
+}
+
+#[test]
+fn the_os_asks_for_a_reboot_only_pools_that_reboot_for_it_do_and_only_in_their_window() {
+    let mut w = World::new(&[lab(&[])], &[]);
+    w.m("lab.b1").current.as_mut().unwrap().reboot_required = true;
+    // No `os:` settings: Orbiter leaves it to a person.
+    assert_steps(&w.plan(), &[]);
+    let os = orb_model::rollout::OsUpdates {
+        updates: "security".into(),
+        every: "24h".into(),
+        jitter: None,
+        reboot: "when-required".into(),
+    };
+    w.orb.rollout.defaults.os = Some(orb_model::Located::new(os.clone()));
+    // The first OS update request rolls out (everywhere at once here), then the OS asks.
+    w.all_at_once();
+    w.orb.rollout.defaults.settle = Some(orb_model::Located::new("0s".into()));
+    w.m("lab.b1").current.as_mut().unwrap().reboot_required = false;
+    let p = w.plan();
+    assert_steps(
+        &p,
+        &["write lab.a1 g2", "write lab.a2 g2", "write lab.b1 g2"],
+    );
+    let doc = written(&p, "lab.b1");
+    assert!(
+        doc.items.iter().any(|i| i.id() == "osupdates"),
+        "{:?}",
+        doc.items
+    );
+    w.apply(&p, usize::MAX);
+    let p = w.plan();
+    w.apply(&p, usize::MAX);
+    assert_eq!(
+        p.rollouts["lab.b"].state,
+        orbiter::rollout::RolloutState::Done,
+        "{:?} {:?}",
+        p.waiting,
+        p.rollouts["lab.b"].machines
+    );
+    w.m("lab.b1").current.as_mut().unwrap().reboot_required = true;
+    // NOW is 00:00 UTC: a window at night somewhere else is closed.
+    w.orb.rollout.defaults.window = Some(orb_model::Located::new(orb_model::rollout::Window {
+        days: vec![],
+        from: "02:00".into(),
+        to: "04:00".into(),
+        timezone: "UTC".into(),
+    }));
+    let p = w.plan();
+    assert_steps(&p, &[]);
+    assert_waits(
+        &p,
+        "reboot of lab.b1 (its OS needs one): outside the maintenance window",
+    );
+    w.orb.rollout.defaults.window = None;
+    let p = w.plan();
+    assert_steps(&p, &["write lab.b1 g3"]);
+    assert_eq!(written(&p, "lab.b1").reboot_requested_at(), Some(REQUEST));
+    w.apply(&p, usize::MAX);
+    // Booted since, and the OS is content: the request goes, nothing to clear in orbiter.yml.
+    w.booted_at("lab.b1", "2026-11-26T00:00:05Z");
+    w.m("lab.b1").current.as_mut().unwrap().reboot_required = false;
+    assert_steps(&w.plan(), &["write lab.b1 g4"]);
+    let never = orb_model::rollout::OsUpdates {
+        reboot: "never".into(),
+        ..os
+    };
+    w.orb.rollout.defaults.os = Some(orb_model::Located::new(never));
+    w.m("lab.b1").current.as_mut().unwrap().reboot_required = true;
+    assert_steps(&w.plan(), &["write lab.b1 g4"]);
+}

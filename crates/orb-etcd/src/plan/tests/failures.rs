@@ -183,6 +183,7 @@ fn a_leader_orbiter_cannot_reach_is_not_replaced() {
         now: s.now,
         grace_secs: GRACE,
         client_grace_secs: CLIENT_GRACE,
+        disrupting: &Default::default(),
     });
     assert!(
         !p.steps

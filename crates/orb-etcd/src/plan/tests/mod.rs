@@ -24,6 +24,7 @@ const GRACE: u64 = 300;
 const CLIENT_GRACE: u64 = 60;
 
 mod bootstrap;
+mod disruption;
 mod failures;
 mod forged;
 mod membership;

@@ -63,6 +63,8 @@ pub(super) struct Sim {
     pub(super) fail_next_add: Option<String>,
     /// Every bundle change the engine made, in order.
     pub(super) generated: Vec<crate::tls::PkiChange>,
+    /// Machines Orbiter wants to reboot.
+    pub(super) disrupting: std::collections::BTreeSet<String>,
 }
 
 impl Sim {
@@ -101,6 +103,7 @@ impl Sim {
             iteration: 0,
             fail_next_add: None,
             generated: Vec::new(),
+            disrupting: Default::default(),
         }
     }
 
@@ -240,6 +243,7 @@ impl Sim {
             now: self.now,
             grace_secs: GRACE,
             client_grace_secs: CLIENT_GRACE,
+            disrupting: &self.disrupting,
         })
     }
 
