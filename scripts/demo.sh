@@ -2,7 +2,8 @@
 # The demo: an Orb whose repository is a local bare Git repo and whose machines are Debian
 # systems booted on this host by the Local provider. It configures the Orb, commits orbiter.yml
 # like a person would, takes off (machines created, node agent installed, node software applied,
-# the Orbiter daemon left running on this host), scales a pool by a commit, and tears down.
+# the Orbiter daemon left running on this host), scales a pool by a commit, rolls a change out
+# in waves with health gates, and tears down.
 # Needs root. KEEP=1 leaves everything running (remove it with: orbctl teardown --yes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +84,28 @@ for _ in $(seq 1 120); do
 done
 "$orbctl" node list
 python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9187/metrics").read().decode())' | grep -E '^orbiter_(machines|commits)' || true
+
+step "A change rolls out in waves: one canary, then one machine at a time, each healthy for 5 s"
+git -C "$work/checkout" pull -q origin main
+sed -i 's/This machine is managed by Orbiter./This machine is managed by Orbiter (rolled out in waves)./' "$work/checkout/orbiter.yml"
+cat >> "$work/checkout/orbiter.yml" <<YAML
+rollout:
+  default:
+    canary: 1
+    maxunavailable: "1"
+    settle: 5s
+YAML
+git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -am "A new motd, in waves"
+git -C "$work/checkout" push -q origin HEAD:main
+revision() { "$orbctl" rollout status local.web -o json 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin)[0]; print(r["state"], r["revision"])' || echo "none none"; }
+before=$(revision)
+for _ in $(seq 1 120); do
+  sleep 2
+  st=$(revision)
+  [ "${st%% *}" = done ] && [ "${st#* }" != "${before#* }" ] && break
+done
+"$orbctl" rollout status local.web
+"$orbctl" node exec local.web-3 -- 'cat /etc/motd'
 
 step "The secret is on the machines (0600), and nowhere in the repository's history"
 "$orbctl" node exec local.web-1 -- 'sudo stat -c "%a %U %n" /etc/demo-token; sudo cat /etc/demo-token'

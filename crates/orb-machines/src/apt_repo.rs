@@ -178,6 +178,30 @@ pub(crate) fn add_packages(
     index(&dest, suite)
 }
 
+/// Puts package files built elsewhere (`dpkg-deb --build`) into the group's repository for
+/// `suite` and re-indexes it, under the same lock as [`add_packages`]. A file of the same name
+/// already there is replaced: the repository is a test fixture, not an archive.
+pub(crate) fn add_deb_files(
+    cache: &Path,
+    repo: &Path,
+    suite: Suite,
+    files: &[&Path],
+) -> Result<(), Error> {
+    let _lock = FileLock::exclusive(&cache.join("apt").join(format!("{}.lock", suite.codename())))?;
+    let dest = repo.join(suite.codename());
+    for f in files {
+        let name = f
+            .file_name()
+            .filter(|n| n.to_string_lossy().ends_with(".deb"))
+            .ok_or_else(|| Error::AptSources {
+                message: format!("{} is not a .deb file", f.display()),
+            })?;
+        let to = dest.join(name);
+        std::fs::copy(f, &to).map_err(Error::io("copy", &to))?;
+    }
+    index(&dest, suite)
+}
+
 /// Creates the empty per-suite repositories, so machines' `apt-get update` works from the start.
 pub(crate) fn init_repo(repo: &Path) -> Result<(), Error> {
     for s in Suite::ALL {

@@ -368,6 +368,14 @@ impl Group {
         )
     }
 
+    /// Adds package files built elsewhere to the group's repository for `suite` (e.g. two
+    /// versions of a test package, for OS updates).
+    pub fn add_deb_files(&self, suite: Suite, files: &[&std::path::Path]) -> Result<(), Error> {
+        std::fs::create_dir_all(self.host.cache_root().join("apt"))
+            .map_err(Error::io("create", &self.host.cache_root().join("apt")))?;
+        apt_repo::add_deb_files(self.host.cache_root(), &self.paths.repo(), suite, files)
+    }
+
     /// Versions of `name` the group's apt repository offers (every suite), as Debian
     /// versions (`3.4.23-4+b4`), in the order the indexes list them.
     pub fn package_versions(&self, name: &str) -> Result<Vec<String>, Error> {

@@ -108,6 +108,110 @@ fn etcdctl(p: &Person, machine: &str, args: &str) -> String {
     .to_owned()
 }
 
+/// The record's leader (a member's machine name).
+fn leader(p: &Person) -> Option<String> {
+    p.ok(&["file", "print", "orbiter/clusters/kv/current.yml"])
+        .lines()
+        .find_map(|l| l.strip_prefix("leader: "))
+        .map(|l| l.trim().to_owned())
+}
+
+/// `git show REV:PATH` of the bare repository (empty when absent).
+fn show(bare: &std::path::Path, rev: &str, path: &str) -> String {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(bare)
+        .args(["show", &format!("{rev}:{path}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `orbctl node reboot` of the leader while a client writes through another member: the
+/// leadership moves before the reboot is requested (the first commit that asks the machine to
+/// reboot already records another leader), the machine reboots once, and every write the
+/// cluster acknowledged is there afterwards.
+fn reboot_the_leader_with_a_writer(p: &Person, bare: &std::path::Path) {
+    let old = leader(p).expect("a leader in the record");
+    let writer = ["loc.etcd-1", "loc.etcd-2", "loc.etcd-3"]
+        .into_iter()
+        .find(|m| *m != old)
+        .unwrap();
+    let pki = "/etc/orb-etcd/kv/pki";
+    let put = format!(
+        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert={pki}/ca.crt --cert={pki}/client.crt --key={pki}/client.key --command-timeout=5s put"
+    );
+    p.ok(&[
+        "node",
+        "exec",
+        writer,
+        "--",
+        &format!(
+            "sudo rm -f /root/acked; sudo systemd-run --unit=orb-e2e-writer sh -c 'i=0; while [ $i -lt 1000000 ]; do i=$((i+1)); if {put} w/$i $i >/dev/null 2>&1; then echo $i >> /root/acked; fi; done'"
+        ),
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    p.ok(&["node", "reboot", &old]);
+    wait_for(
+        "the old leader rebooted and the cluster settled",
+        Duration::from_secs(300),
+        || {
+            !read_from(bare, "orbiter.yml").contains("rebootrequired")
+                && settled(p, 3, "3.5.16")
+                && leader(p).is_some_and(|l| l != old)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    p.ok(&[
+        "node",
+        "exec",
+        writer,
+        "--",
+        "sudo systemctl stop orb-e2e-writer",
+    ]);
+    let acked: usize = p
+        .ok(&["node", "exec", writer, "--", "sudo sh -c 'wc -l < /root/acked'"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(acked > 20, "the writer wrote too little: {acked}");
+    let lost = p.ok(&[
+        "node",
+        "exec",
+        writer,
+        "--",
+        &format!(
+            "sudo sh -c '{} get w/ --prefix --keys-only | grep . | sed s#^w/## | sort > /root/present; sort /root/acked | comm -23 - /root/present | wc -l'",
+            put.trim_end_matches(" put")
+        ),
+    ]);
+    assert_eq!(lost.trim(), "0", "acknowledged writes lost ({acked} acknowledged)");
+
+    // Git tells the order: the first commit asking the old leader to reboot records another
+    // leader already.
+    let desired = format!("orbiter/nodes/{old}/desired.yml");
+    let log = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(bare)
+        .args(["log", "--reverse", "--format=%H", "--", &desired])
+        .output()
+        .unwrap();
+    let first = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .find(|c| show(bare, c, &desired).contains("requested_at"))
+        .map(str::to_owned)
+        .expect("a commit asking the old leader to reboot");
+    let record = show(bare, &first, "orbiter/clusters/kv/current.yml");
+    let then = record
+        .lines()
+        .find_map(|l| l.strip_prefix("leader: "))
+        .map(str::trim);
+    assert!(
+        then.is_some_and(|l| l != old),
+        "the reboot was requested while {old} still led:\n{record}"
+    );
+}
+
 #[test]
 fn etcd_bootstrap_backup_upgrade_refused_downgrade_self_healing_teardown() {
     let host = Host::new().expect("this test needs root and the orb-machines host tools");
@@ -182,6 +286,8 @@ fn etcd_bootstrap_backup_upgrade_refused_downgrade_self_healing_teardown() {
         settled(&p, 3, "3.5.16")
     });
     assert!(etcdctl(&p, "loc.etcd-3", "get probe --print-value-only").contains("written-on-3.4"));
+
+    reboot_the_leader_with_a_writer(&p, &repo.path);
 
     // A downgrade across minors is refused with the reason; nothing is touched.
     p.ok(&[

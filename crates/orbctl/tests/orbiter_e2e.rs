@@ -235,9 +235,10 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     );
     wait_for("the rollout recorded", Duration::from_secs(120), || {
         let c = current(&repo.path);
-        c.machines
-            .values()
-            .all(|m| m.state == "ready" && m.generation == Some(2))
+        c.waiting.is_empty()
+            && c.machines
+                .values()
+                .all(|m| m.state == "ready" && m.generation == Some(2))
     });
 
     // An invalid orbiter.yml: recorded, metric, the last valid state stays, no empty commits.
@@ -315,8 +316,12 @@ fn takeoff_rollout_idle_invalid_and_teardown() {
     human_commit(
         &repo.path,
         "orbiter.yml",
-        &format!(
-            "{orb_now}  tools:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [loc.extra]\n      items:\n        - package: {{name: jq, version: {jq}}}\n"
+        &orb_now.replacen(
+            "\nsoftware:\n",
+            &format!(
+                "\nsoftware:\n  tools:\n    kind: NodeSoftware\n    version: v1\n    spec:\n      pools: [loc.extra]\n      items:\n        - package: {{name: jq, version: {jq}}}\n"
+            ),
+            1,
         ),
         "jq on the Local pool",
     );

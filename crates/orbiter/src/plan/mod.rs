@@ -161,7 +161,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
         let before = plan.steps.len();
         machine_steps::plan_machines(input, &machines, &reboot, &rollouts, &mut plan);
-        offer_packages(pid, provider_obs, &mut plan, before, clusters);
+        offer_packages(pid, provider_obs, &mut plan, before, clusters, &rollouts.records);
     }
     for (cluster, (index, s)) in
         clusters
@@ -198,27 +198,35 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 }
 
 /// A provider with a repository of its own offers the packages the documents written from
-/// step `from` on (and its clusters) need and it lacks, before they are written.
+/// step `from` on, its pools' rollout targets and its clusters need and it lacks, before they
+/// are written: a wave that has not reached a machine yet must not find a package missing.
 fn offer_packages(
     pid: &Id,
     observed: Option<&crate::observed::ProviderObserved>,
     plan: &mut Plan,
     from: usize,
     clusters: &ClusterNeeds,
+    rollouts: &BTreeMap<String, crate::rollout::RolloutRecord>,
 ) {
     let Some(catalog) = observed.and_then(|p| p.packages.as_ref()) else {
         return;
     };
     let mut names: BTreeSet<String> = clusters.offer.get(pid).cloned().unwrap_or_default();
-    for s in &plan.steps[from..] {
-        if let Action::WriteNodeDesired { doc, .. } = &s.action {
-            for item in &doc.items {
-                if let Item::Package(p) = item
-                    && !catalog.has(&p.name, &p.version)
-                {
-                    names.insert(p.name.clone());
-                }
-            }
+    let written = plan.steps[from..].iter().flat_map(|s| match &s.action {
+        Action::WriteNodeDesired { doc, .. } => doc.items.iter().collect::<Vec<_>>(),
+        _ => Vec::new(),
+    });
+    let prefix = format!("{pid}.");
+    let targets = rollouts
+        .iter()
+        .filter(|(pool, _)| pool.starts_with(&prefix))
+        .filter_map(|(_, r)| r.revisions.get(&r.revision))
+        .flat_map(|rev| rev.items.iter().map(|i| &i.item));
+    for item in written.chain(targets) {
+        if let Item::Package(p) = item
+            && !catalog.has(&p.name, &p.version)
+        {
+            names.insert(p.name.clone());
         }
     }
     names.retain(|n| !catalog.asked.contains(n));
