@@ -238,7 +238,9 @@ pub struct Firewall {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub protocol: Protocol,
-    /// Ports (`"443"`) or inclusive ranges (`"30000-32767"`).
+    /// Ports (`"443"`) or inclusive ranges (`"30000-32767"`); required for tcp and udp, none
+    /// for vrrp.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
     /// Source addresses or CIDR prefixes (IPv4 and IPv6); empty = from anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -250,6 +252,9 @@ pub struct Rule {
 pub enum Protocol {
     Tcp,
     Udp,
+    /// VRRP (IP protocol 112, no ports): keepalived's advertisements between the machines
+    /// sharing a virtual IP. Dropping them makes every machine take the address.
+    Vrrp,
 }
 
 impl Protocol {
@@ -257,7 +262,13 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Vrrp => "vrrp",
         }
+    }
+
+    /// Whether rules of this protocol name ports.
+    pub fn has_ports(self) -> bool {
+        self != Protocol::Vrrp
     }
 }
 

@@ -311,8 +311,14 @@ fn validate_hostname(name: &str) -> Result<()> {
 
 fn validate_firewall(f: &Firewall) -> Result<()> {
     for (i, r) in f.allow.iter().enumerate() {
-        if r.ports.is_empty() {
+        if r.ports.is_empty() && r.protocol.has_ports() {
             return Err(Error::new(format!("allow[{i}].ports: is empty")));
+        }
+        if !r.ports.is_empty() && !r.protocol.has_ports() {
+            return Err(Error::new(format!(
+                "allow[{i}].ports: {} has no ports; hint: remove `ports` (sources still apply)",
+                r.protocol.as_str()
+            )));
         }
         for p in &r.ports {
             PortRange::parse(p).map_err(|e| e.context(format!("allow[{i}]")))?;

@@ -33,6 +33,7 @@ items:
       allow:
         - {protocol: tcp, ports: [22]}
         - {protocol: tcp, ports: ["2379-2380"], sources: [10.0.0.0/24, "fd00::/8"]}
+        - {protocol: vrrp, sources: [10.0.0.12]}
   - reboot: {requested_at: "2026-01-31T12:00:00Z"}
   - health: {name: etcd, http: "http://127.0.0.1:2379/health", timeout: 5s}
   - osupdates: {updates: security, requested_at: "2026-12-02T03:00:00Z"}
@@ -112,6 +113,14 @@ fn semantic_errors_name_item_and_field() {
         (
             "  - firewall: {allow: [{protocol: icmp, ports: [22]}]}\n",
             "unknown variant `icmp`",
+        ),
+        (
+            "  - firewall: {allow: [{protocol: tcp, ports: [22]}, {protocol: vrrp, ports: [112]}]}\n",
+            "vrrp has no ports",
+        ),
+        (
+            "  - firewall: {allow: [{protocol: tcp, ports: [22]}, {protocol: udp}]}\n",
+            "allow[1].ports: is empty",
         ),
         ("  - reboot: {requested_at: tomorrow}\n", "RFC 3339"),
         (

@@ -40,6 +40,12 @@ pub(crate) fn for_parser_message(message: &str) -> Option<String> {
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("unknown variant `"))?;
     let (name, rest) = rest.split_once('`')?;
+    if name == "loadbalancing" {
+        return Some(
+            "`loadbalancing` stands beside `spec` of a provider (as in orbos), not inside it"
+                .into(),
+        );
+    }
     let list = rest
         .split_once("expected one of ")
         .map(|(_, l)| l)

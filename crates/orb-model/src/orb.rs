@@ -6,7 +6,9 @@
 use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::Id;
+use crate::kinds::load_balancer::DynamicLoadBalancer;
 use crate::located::{Located, Pos};
+pub use crate::node::Node;
 use crate::registry::{self, Category, ClusterSpec, ProviderSpec, SoftwareSpec};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -18,33 +20,6 @@ pub const ORB_KIND: &str = "Orb";
 pub const ORB_VERSION: &str = "v1";
 /// The desired-state file at the root of every Orb repository.
 pub const ORBITER_YML: &str = "orbiter.yml";
-
-/// A subtree with its spec in the current version of its kind. Equality compares the spec only:
-/// where it was read from and in which version does not change what it asks for.
-#[derive(Clone, Debug)]
-pub struct Node<S> {
-    pub spec: S,
-    /// The version the file had when it was older than the current one.
-    pub migrated_from: Option<String>,
-    pub pos: Option<Pos>,
-}
-
-impl<S: PartialEq> PartialEq for Node<S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.spec == other.spec
-    }
-}
-impl<S: Eq> Eq for Node<S> {}
-
-impl<S> Node<S> {
-    pub fn new(spec: S) -> Self {
-        Node {
-            spec,
-            migrated_from: None,
-            pos: None,
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Orb {
@@ -74,7 +49,15 @@ impl Orb {
 
     /// Whether any subtree was read in an older version and the file should be rewritten.
     pub fn needs_migration(&self) -> bool {
-        self.providers.values().any(|n| n.migrated_from.is_some())
+        let lb_migrated = |n: &Node<ProviderSpec>| {
+            n.spec
+                .model()
+                .loadbalancing_node()
+                .is_some_and(|l| l.migrated_from.is_some())
+        };
+        self.providers
+            .values()
+            .any(|n| n.migrated_from.is_some() || lb_migrated(n))
             || self.clusters.values().any(|n| n.migrated_from.is_some())
             || self.software.values().any(|n| n.migrated_from.is_some())
     }
@@ -96,9 +79,17 @@ struct Header {
     rollout: Option<IgnoredAny>,
 }
 
-/// Only `kind` and `version`; everything else is read in the second pass.
+/// Only `kind` and `version` (and those of a provider's `loadbalancing`); everything else is
+/// read in the second pass.
 #[derive(Deserialize)]
 struct NodeHeader {
+    kind: Option<Located<String>>,
+    version: Option<Located<String>>,
+    loadbalancing: Option<Located<LbHeader>>,
+}
+
+#[derive(Deserialize)]
+struct LbHeader {
     kind: Option<Located<String>>,
     version: Option<Located<String>>,
 }
@@ -106,6 +97,7 @@ struct NodeHeader {
 type Kinds = BTreeMap<(&'static str, String), (&'static str, &'static str)>;
 
 /// Checks the root and every subtree's kind and version; returns (category, id) → (kind, version).
+/// A provider's `loadbalancing` is keyed (`loadbalancing`, provider id).
 fn check_header(h: &Header, file: &str) -> Result<Kinds, ModelError> {
     if h.kind.value != ORB_KIND {
         return Err(ModelError::new(
@@ -137,45 +129,80 @@ fn check_header(h: &Header, file: &str) -> Result<Kinds, ModelError> {
     ] {
         for (id, node) in nodes {
             let place = format!("{}.{id}", category.key());
-            let kind = node.value.kind.as_ref().ok_or_else(|| {
-                ModelError::new(file, node.pos, format!("{place} has no `kind`")).with_hint(
-                    format!("one of: {}", registry::kind_names(category).join(", ")),
+            let n = &node.value;
+            let found = check_kind(category, &place, node.pos, &n.kind, &n.version, file)?;
+            kinds.insert((category.key(), id.as_str().to_owned()), found);
+            let Some(lb) = &n.loadbalancing else {
+                continue;
+            };
+            if category != Category::Provider {
+                return Err(ModelError::new(
+                    file,
+                    lb.pos,
+                    format!("{place}: `loadbalancing` belongs to a provider"),
                 )
-            })?;
-            let info = registry::kind(category, &kind.value).ok_or_else(|| {
-                let what = match registry::KINDS.iter().find(|k| k.name == kind.value) {
-                    Some(k) => format!(
-                        "`{}` belongs under `{}`, not `{}`",
-                        kind.value,
-                        k.category.key(),
-                        category.key()
-                    ),
-                    None => format!("unknown kind `{}` in {place}", kind.value),
-                };
-                ModelError::new(file, kind.pos, what)
-                    .with_hint(did_you_mean(&kind.value, &registry::kind_names(category)))
-            })?;
-            let version = node.value.version.as_ref().ok_or_else(|| {
-                ModelError::new(file, node.pos, format!("{place} has no `version`")).with_hint(
-                    format!("the current version of {} is {}", info.name, info.current()),
-                )
-            })?;
-            let v = info
-                .versions
-                .iter()
-                .find(|v| **v == version.value)
-                .ok_or_else(|| {
-                    ModelError::new(
-                        file,
-                        version.pos,
-                        format!("{} has no version `{}`", info.name, version.value),
-                    )
-                    .with_hint(format!("known versions: {}", info.versions.join(", ")))
-                })?;
-            kinds.insert((category.key(), id.as_str().to_owned()), (info.name, *v));
+                .with_hint(
+                    "put it beside the `spec` of the provider whose machines hold the VIPs",
+                ));
+            }
+            let lb_place = format!("{place}.loadbalancing");
+            let category = Category::LoadBalancer;
+            let v = &lb.value;
+            let found = check_kind(category, &lb_place, lb.pos, &v.kind, &v.version, file)?;
+            kinds.insert((category.key(), id.as_str().to_owned()), found);
         }
     }
     Ok(kinds)
+}
+
+/// A subtree's kind is registered in its category and its version is known.
+fn check_kind(
+    category: Category,
+    place: &str,
+    pos: Option<Pos>,
+    kind: &Option<Located<String>>,
+    version: &Option<Located<String>>,
+    file: &str,
+) -> Result<(&'static str, &'static str), ModelError> {
+    let kind = kind.as_ref().ok_or_else(|| {
+        ModelError::new(file, pos, format!("{place} has no `kind`")).with_hint(format!(
+            "one of: {}",
+            registry::kind_names(category).join(", ")
+        ))
+    })?;
+    let info = registry::kind(category, &kind.value).ok_or_else(|| {
+        let what = match registry::KINDS.iter().find(|k| k.name == kind.value) {
+            Some(k) => format!(
+                "`{}` belongs under `{}`, not `{}`",
+                kind.value,
+                k.category.key(),
+                category.key()
+            ),
+            None => format!("unknown kind `{}` in {place}", kind.value),
+        };
+        ModelError::new(file, kind.pos, what)
+            .with_hint(did_you_mean(&kind.value, &registry::kind_names(category)))
+    })?;
+    let version = version.as_ref().ok_or_else(|| {
+        ModelError::new(file, pos, format!("{place} has no `version`")).with_hint(format!(
+            "the current version of {} is {}",
+            info.name,
+            info.current()
+        ))
+    })?;
+    let v = info
+        .versions
+        .iter()
+        .find(|v| **v == version.value)
+        .ok_or_else(|| {
+            ModelError::new(
+                file,
+                version.pos,
+                format!("{} has no version `{}`", info.name, version.value),
+            )
+            .with_hint(format!("known versions: {}", info.versions.join(", ")))
+        })?;
+    Ok((info.name, *v))
 }
 
 struct OrbSeed<'a> {
@@ -269,6 +296,10 @@ impl<'de, S: registry::ReadSpec> Visitor<'de> for NodesSeed<'_, S> {
             let (spec, migrated) = map.next_value_seed(NodeSeed::<S> {
                 kind,
                 version,
+                lb: self
+                    .kinds
+                    .get(&(Category::LoadBalancer.key(), id.value.as_str().to_owned()))
+                    .copied(),
                 spec: std::marker::PhantomData,
             })?;
             let migrated_from = migrated.then(|| version.to_owned());
@@ -285,10 +316,12 @@ impl<'de, S: registry::ReadSpec> Visitor<'de> for NodesSeed<'_, S> {
     }
 }
 
-/// One subtree: `kind` and `version` (already checked), and `spec` read by the registry.
+/// One subtree: `kind` and `version` (already checked), `spec` read by the registry, and for a
+/// provider the `loadbalancing` subtree beside it (its kind and version in `lb`).
 struct NodeSeed<S> {
     kind: &'static str,
     version: &'static str,
+    lb: Option<(&'static str, &'static str)>,
     spec: std::marker::PhantomData<S>,
 }
 
@@ -306,8 +339,9 @@ impl<'de, S: registry::ReadSpec> Visitor<'de> for NodeSeed<S> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut spec = None;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
+        let mut lb = None;
+        while let Some(key) = map.next_key::<Located<String>>()? {
+            match key.value.as_str() {
                 "kind" | "version" => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -318,15 +352,38 @@ impl<'de, S: registry::ReadSpec> Visitor<'de> for NodeSeed<S> {
                         spec: std::marker::PhantomData,
                     })?)
                 }
+                "loadbalancing" if S::CATEGORY == Category::Provider => {
+                    let (kind, version) = self.lb.ok_or_else(|| {
+                        de::Error::custom("`loadbalancing` needs kind, version and spec")
+                    })?;
+                    let (value, migrated) =
+                        map.next_value_seed(NodeSeed::<DynamicLoadBalancer> {
+                            kind,
+                            version,
+                            lb: None,
+                            spec: std::marker::PhantomData,
+                        })?;
+                    lb = Some(Node {
+                        spec: value,
+                        migrated_from: migrated.then(|| version.to_owned()),
+                        pos: key.pos,
+                    });
+                }
                 other => {
-                    return Err(de::Error::unknown_field(
-                        other,
-                        &["kind", "version", "spec"],
-                    ));
+                    let fields: &[&str] = if S::CATEGORY == Category::Provider {
+                        &["kind", "version", "spec", "loadbalancing"]
+                    } else {
+                        &["kind", "version", "spec"]
+                    };
+                    return Err(de::Error::unknown_field(other, fields));
                 }
             }
         }
-        spec.ok_or_else(|| de::Error::missing_field("spec"))
+        let (mut spec, migrated) = spec.ok_or_else(|| de::Error::missing_field("spec"))?;
+        if let Some(lb) = lb {
+            spec.set_loadbalancing(lb).map_err(de::Error::custom)?;
+        }
+        Ok((spec, migrated))
     }
 }
 
@@ -382,10 +439,14 @@ impl<S: registry::ReadSpec> Serialize for NodeOut<'_, S> {
     fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         let kind = self.0.kind();
         let info = registry::kind(S::CATEGORY, kind).expect("every spec variant is registered");
-        let mut m = s.serialize_map(Some(3))?;
+        let lb = self.0.loadbalancing();
+        let mut m = s.serialize_map(Some(3 + usize::from(lb.is_some())))?;
         m.serialize_entry("kind", kind)?;
         m.serialize_entry("version", info.current())?;
         m.serialize_entry("spec", &SpecOut(self.0))?;
+        if let Some(lb) = lb {
+            m.serialize_entry("loadbalancing", &NodeOut(&lb.spec))?;
+        }
         m.end()
     }
 }

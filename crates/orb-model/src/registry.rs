@@ -3,19 +3,25 @@
 //! file and the kind's own module, nothing else.
 
 use crate::kinds::etcd_cluster::EtcdCluster;
+use crate::kinds::load_balancer::{
+    DynamicLoadBalancer, DynamicLoadBalancerV0, DynamicLoadBalancerV1,
+};
 use crate::kinds::local_provider::LocalProvider;
 use crate::kinds::node_software::NodeSoftware;
 use crate::kinds::static_provider::{StaticProvider, StaticProviderV0};
 use crate::kinds::{ClusterModel, ProviderModel, SoftwareModel};
+use crate::node::Node;
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::{Serialize, Serializer};
 
-/// The two places a kind can stand in `orbiter.yml`.
+/// The places a kind can stand in `orbiter.yml`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Category {
     Provider,
     Cluster,
     Software,
+    /// Beside a provider's `spec` (as in orbos): the load balancer of its machines.
+    LoadBalancer,
 }
 
 impl Category {
@@ -24,6 +30,7 @@ impl Category {
             Category::Provider => "providers",
             Category::Cluster => "clusters",
             Category::Software => "software",
+            Category::LoadBalancer => "loadbalancing",
         }
     }
 }
@@ -61,6 +68,12 @@ pub const KINDS: &[KindInfo] = &[
         name: "EtcdCluster",
         category: Category::Cluster,
         versions: &["v1"],
+    },
+    KindInfo {
+        name: "DynamicLoadBalancer",
+        category: Category::LoadBalancer,
+        // orbos's numbering, so an imported subtree keeps its version and migrates here.
+        versions: &["v0", "v1", "v2"],
     },
 ];
 
@@ -111,6 +124,17 @@ pub(crate) trait ReadSpec: Sized {
     ) -> Result<(Self, bool), D::Error>;
     fn kind(&self) -> &'static str;
     fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+    /// The `loadbalancing` subtree standing beside `spec`, if any.
+    fn loadbalancing(&self) -> Option<&Node<DynamicLoadBalancer>> {
+        None
+    }
+    /// Takes the `loadbalancing` subtree read beside `spec`; an error for kinds without one.
+    fn set_loadbalancing(&mut self, _lb: Node<DynamicLoadBalancer>) -> Result<(), String> {
+        Err(format!(
+            "`loadbalancing` stands only beside the spec of a provider, not in `{}`",
+            Self::CATEGORY.key()
+        ))
+    }
 }
 
 impl ReadSpec for ProviderSpec {
@@ -127,6 +151,50 @@ impl ReadSpec for ProviderSpec {
     }
     fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         ProviderSpec::serialize_spec(self, s)
+    }
+    fn loadbalancing(&self) -> Option<&Node<DynamicLoadBalancer>> {
+        self.model().loadbalancing_node()
+    }
+    fn set_loadbalancing(&mut self, lb: Node<DynamicLoadBalancer>) -> Result<(), String> {
+        let kind = ProviderSpec::kind(self);
+        let slot = self
+            .model_mut()
+            .loadbalancing_mut()
+            .ok_or_else(|| format!("{kind} has no load balancing"))?;
+        *slot = Some(lb);
+        Ok(())
+    }
+}
+
+impl ReadSpec for DynamicLoadBalancer {
+    const CATEGORY: Category = Category::LoadBalancer;
+    fn read<'de, D: Deserializer<'de>>(
+        kind: &str,
+        version: &str,
+        d: D,
+    ) -> Result<(Self, bool), D::Error> {
+        match (kind, version) {
+            ("DynamicLoadBalancer", "v2") => Ok((DynamicLoadBalancer::deserialize(d)?, false)),
+            ("DynamicLoadBalancer", "v1") => Ok((
+                DynamicLoadBalancerV1::deserialize(d)?
+                    .migrate()
+                    .map_err(D::Error::custom)?,
+                true,
+            )),
+            ("DynamicLoadBalancer", "v0") => Ok((
+                DynamicLoadBalancerV0::deserialize(d)?
+                    .migrate()
+                    .map_err(D::Error::custom)?,
+                true,
+            )),
+            _ => Err(D::Error::custom(format!("no reader for {kind} {version}"))),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        "DynamicLoadBalancer"
+    }
+    fn serialize_spec<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize(s)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::error::ModelError;
 use crate::id::Id;
+use crate::kinds::load_balancer::{TransportRef, check_load_balancers};
 use crate::kinds::{OrbView, ProviderModel};
 use crate::located::Pos;
 use crate::orb::Orb;
@@ -14,6 +15,14 @@ impl Orb {
         let orb = Orb::read(text, file)?;
         validate(&orb, file)?;
         Ok(orb)
+    }
+
+    /// The transport named `name` (unique in a valid Orb) with the provider, pool and VIP that
+    /// carry it: how a cluster finds its endpoint.
+    pub fn transport(&self, name: &str) -> Option<TransportRef<'_>> {
+        self.transports()
+            .into_iter()
+            .find(|t| t.transport.name.value.as_str() == name)
     }
 }
 
@@ -34,6 +43,7 @@ fn validate(orb: &Orb, file: &str) -> Result<(), ModelError> {
     for (id, node) in &orb.providers {
         node.spec.model().validate(orb, id, file)?;
     }
+    check_load_balancers(orb, file)?;
     for (id, node) in &orb.clusters {
         node.spec.model().validate(orb, id, file)?;
     }
@@ -60,5 +70,23 @@ impl OrbView for Orb {
             .or_else(|| self.clusters.get(id).map(|n| n.pos))
             .or_else(|| self.software.get(id).map(|n| n.pos))
             .flatten()
+    }
+
+    fn transports(&self) -> Vec<TransportRef<'_>> {
+        let mut out = Vec::new();
+        for (provider, node) in &self.providers {
+            let Some(lb) = node.spec.model().loadbalancing() else {
+                continue;
+            };
+            for (pool, vip) in lb.vips() {
+                out.extend(vip.transport.iter().map(|transport| TransportRef {
+                    provider,
+                    pool,
+                    ip: vip.ip.value,
+                    transport,
+                }));
+            }
+        }
+        out
     }
 }

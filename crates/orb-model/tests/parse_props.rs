@@ -26,6 +26,21 @@ providers:
         bootstrapkeyprivate: {encrypted: v1, path: lab.bootstrapkeyprivate, value: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA}
       rebootrequired: [worker-1]
       replacementrequired: [worker-2]
+    loadbalancing:
+      kind: DynamicLoadBalancer
+      version: v2
+      spec:
+        masters:
+          - ip: 10.17.0.100
+            transport:
+              - {name: kvapi, frontendport: 12379, backendport: 2379, backendpools: [workers], whitelist: [10.0.0.0/8]}
+              - name: web
+                frontendport: 443
+                backendport: 8443
+                backendpools: [workers, masters]
+                whitelist: []
+                healthchecks: {protocol: https, path: /healthz, code: 204}
+                proxyprotocol: true
   local:
     kind: LocalProvider
     version: v1
@@ -41,6 +56,17 @@ providers:
       pools:
         masters:
           - {id: first, hostname: master01, ip: 192.168.122.61}
+    loadbalancing:
+      kind: DynamicLoadBalancer
+      version: v1
+      spec:
+        masters:
+          - ip: 192.168.122.10
+            transport:
+              - name: kubeapi
+                sourceport: 6443
+                whitelist: [0.0.0.0/0]
+                destinations: [{pool: masters, port: 6666, healthchecks: {protocol: https, path: /healthz, code: 200}}]
 clusters:
   kv:
     kind: EtcdCluster
@@ -52,6 +78,7 @@ clusters:
       version: 3.5.16
       tuning: {heartbeatms: 50, electiontimeoutms: 500, quotabytes: 4294967296}
       backup: {every: 6h, keep: 3, target: lab.master-1}
+      endpoint: kvapi
 software:
   base:
     kind: NodeSoftware

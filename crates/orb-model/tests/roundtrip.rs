@@ -57,6 +57,7 @@ fn provider() -> impl Strategy<Value = StaticProvider> {
                 },
                 rebootrequired: Vec::new(),
                 replacementrequired: Vec::new(),
+                loadbalancing: None,
             }
         })
 }

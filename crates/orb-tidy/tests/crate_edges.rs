@@ -16,7 +16,13 @@ use serde_json::Value;
 /// Crates that hold logic only: they get data in and give data out, and never touch files,
 /// processes, sockets or Git themselves. That keeps them deterministic and testable without
 /// machines (`orbiter::plan` relies on it).
-const PURE_CRATES: &[&str] = &["node-protocol", "orb-model", "orb-secrets", "orb-etcd"];
+const PURE_CRATES: &[&str] = &[
+    "node-protocol",
+    "orb-model",
+    "orb-secrets",
+    "orb-etcd",
+    "orb-lb",
+];
 
 /// Normal dependencies no pure crate may have directly: system-call wrappers (`libc`, `nix`,
 /// `rustix`), the file system (`tempfile`), async runtimes and HTTP (`tokio`, `reqwest`, `ureq`),
@@ -60,6 +66,11 @@ const FORBIDDEN_EDGES: &[(&str, &str, &str)] = &[
         "a cluster kind's logic is pure; orbiter adapts it (clusters/etcd.rs), not the other way round",
     ),
     (
+        "orb-lb",
+        "orbiter",
+        "the load balancer kind's logic is pure; orbiter adapts it, not the other way round",
+    ),
+    (
         "node-agent",
         "orbiter",
         "node-agent runs on every machine and must stay small; it never knows the reconciler",
@@ -88,6 +99,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("node-agent", &["node-protocol"]),
     ("node-protocol", &[]),
     ("orb-etcd", &["node-protocol", "orb-model"]),
+    ("orb-lb", &["node-protocol", "orb-model"]),
     ("orb-machines", &[]),
     ("orb-model", &["node-protocol", "orb-secrets"]),
     ("orb-repo", &[]),

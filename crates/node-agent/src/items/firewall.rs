@@ -31,6 +31,10 @@ pub fn render(fw: &Firewall) -> String {
     // which minimal systems lack.
     r.push_str("\t\tmeta l4proto { 1, 58 } accept\n");
     for rule in &fw.allow {
+        if !rule.protocol.has_ports() {
+            render_vrrp(&mut r, &rule.sources);
+            continue;
+        }
         let ports = merge_ports(
             rule.ports
                 .iter()
@@ -80,6 +84,37 @@ pub fn render(fw: &Firewall) -> String {
     }
     r.push_str("\t}\n}\n");
     r
+}
+
+/// VRRP by its protocol number (names need /etc/protocols), from the sources or anywhere.
+fn render_vrrp(r: &mut String, sources: &[String]) {
+    let sources: Vec<SourceNet> = sources
+        .iter()
+        .filter_map(|s| SourceNet::parse(s).ok())
+        .collect();
+    if sources.is_empty() {
+        r.push_str("\t\tmeta l4proto 112 accept\n");
+        return;
+    }
+    for (family, v4) in [("ip", true), ("ip6", false)] {
+        let nets = minimal_nets(
+            sources
+                .iter()
+                .filter(|s| s.is_v4() == v4)
+                .cloned()
+                .collect(),
+        );
+        if !nets.is_empty() {
+            let nets = nets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            r.push_str(&format!(
+                "\t\t{family} saddr {{ {nets} }} meta l4proto 112 accept\n"
+            ));
+        }
+    }
 }
 
 /// Sorted, with overlapping and adjacent ranges merged (nft rejects overlapping set elements).
@@ -282,6 +317,11 @@ mod tests {
                     ports: vec!["53".into(), "5000-5010".into(), "5011".into()],
                     sources: vec![],
                 },
+                Rule {
+                    protocol: Protocol::Vrrp,
+                    ports: vec![],
+                    sources: vec!["10.0.0.12".into(), "10.0.0.11".into()],
+                },
             ],
             ssh_port: 22,
         }
@@ -298,6 +338,7 @@ mod tests {
 \t\tip saddr { 10.0.0.0/24 } tcp dport { 2379-2380 } accept
 \t\tip6 saddr { fd00::/8 } tcp dport { 2379-2380 } accept
 \t\tudp dport { 53, 5000-5011 } accept
+\t\tip saddr { 10.0.0.11, 10.0.0.12 } meta l4proto 112 accept
 \t}
 }
 ";
@@ -393,6 +434,11 @@ mod tests {
         assert!(
             out.stdout
                 .contains("ip saddr 10.0.0.0/24 tcp dport 2379-2380 accept"),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("meta l4proto vrrp accept"),
             "{}",
             out.stdout
         );

@@ -4,7 +4,9 @@
 use crate::id::Id;
 use crate::kinds::MachineFlag;
 use crate::kinds::ProviderModel;
+use crate::kinds::load_balancer::DynamicLoadBalancer;
 use crate::located::Located;
+use crate::node::Node;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -22,6 +24,10 @@ pub struct LocalProvider {
     /// Machines to replace by a fresh one; Orbiter clears an entry when done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replacementrequired: Vec<Located<Id>>,
+    /// VIPs and their ports; read and written beside `spec` by `orb.rs`. The machines' subnet
+    /// is the group's bridge, known only on the host, so Orbiter checks the VIPs against it.
+    #[serde(skip)]
+    pub loadbalancing: Option<Node<DynamicLoadBalancer>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -49,6 +55,14 @@ impl ProviderModel for LocalProvider {
 
     fn example_machines(&self) -> Vec<String> {
         self.pools.keys().map(|p| format!("{p}-1")).collect()
+    }
+
+    fn loadbalancing_node(&self) -> Option<&Node<DynamicLoadBalancer>> {
+        self.loadbalancing.as_ref()
+    }
+
+    fn loadbalancing_mut(&mut self) -> Option<&mut Option<Node<DynamicLoadBalancer>>> {
+        Some(&mut self.loadbalancing)
     }
 
     fn flags(&self, flag: MachineFlag) -> &[Located<Id>] {

@@ -3,6 +3,7 @@
 //! [`crate::registry`] only; the rest of the crate reaches a kind through the small traits here.
 
 pub mod etcd_cluster;
+pub mod load_balancer;
 pub mod local_provider;
 pub mod node_software;
 pub(crate) mod refs;
@@ -11,7 +12,10 @@ pub mod static_provider;
 use crate::error::ModelError;
 use crate::id::Id;
 use crate::located::{Located, Pos};
+use crate::node::Node;
+use load_balancer::{DynamicLoadBalancer, TransportRef};
 use orb_secrets::Envelope;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Which per-machine request list of a provider: reboot once, or replace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub trait OrbView {
     fn provider_ids(&self) -> Vec<&Id>;
     /// Where a subtree (provider, cluster or software) starts.
     fn position(&self, id: &Id) -> Option<Pos>;
+    /// Every transport of every provider's load balancer, providers in id order.
+    fn transports(&self) -> Vec<TransportRef<'_>>;
 }
 
 /// A provider kind as `orbiter.yml` describes it.
@@ -51,6 +57,27 @@ pub trait ProviderModel {
     /// Checks that span fields of this subtree (ids unique, flags naming machines).
     fn validate(&self, _orb: &dyn OrbView, _id: &Id, _file: &str) -> Result<(), ModelError> {
         Ok(())
+    }
+    /// The `loadbalancing` subtree beside `spec`, with the version it was read in.
+    fn loadbalancing_node(&self) -> Option<&Node<DynamicLoadBalancer>> {
+        None
+    }
+    /// Where the reader puts a `loadbalancing` subtree; `None` for a kind that has none.
+    fn loadbalancing_mut(&mut self) -> Option<&mut Option<Node<DynamicLoadBalancer>>> {
+        None
+    }
+    /// The load balancer of this provider's machines, if it has one.
+    fn loadbalancing(&self) -> Option<&DynamicLoadBalancer> {
+        self.loadbalancing_node().map(|n| &n.spec)
+    }
+    /// The IPv4 subnet (network, prefix) a pool's machines share, where the kind knows it
+    /// from orbiter.yml; `None` leaves the VIP-in-subnet check to Orbiter at plan time.
+    fn pool_subnet(&self, _pool: &Id) -> Option<(Ipv4Addr, u8)> {
+        None
+    }
+    /// Addresses of the machines orbiter.yml lists (none for kinds that create machines).
+    fn machine_addresses(&self) -> Vec<(&Id, IpAddr)> {
+        Vec::new()
     }
 }
 

@@ -5,12 +5,14 @@ use crate::error::ModelError;
 use crate::hint::did_you_mean;
 use crate::id::{Hostname, Id};
 use crate::kinds::MachineFlag;
+use crate::kinds::load_balancer::DynamicLoadBalancer;
 use crate::kinds::{OrbView, ProviderModel};
 use crate::located::Located;
+use crate::node::Node;
 use orb_secrets::Envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 fn default_user() -> Located<String> {
     Located::new("orbiter".to_owned())
@@ -37,6 +39,9 @@ pub struct StaticProvider {
     /// Machines to replace by a spare of the same pool; Orbiter clears an entry when done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replacementrequired: Vec<Located<Id>>,
+    /// VIPs and their ports; read and written beside `spec` (as in orbos) by `orb.rs`.
+    #[serde(skip)]
+    pub loadbalancing: Option<Node<DynamicLoadBalancer>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -160,6 +165,7 @@ impl StaticProviderV0 {
             keys: self.keys,
             rebootrequired: Vec::new(),
             replacementrequired: Vec::new(),
+            loadbalancing: None,
         })
     }
 }
@@ -199,6 +205,30 @@ impl ProviderModel for StaticProvider {
             MachineFlag::Reboot => &mut self.rebootrequired,
             MachineFlag::Replace => &mut self.replacementrequired,
         }
+    }
+
+    fn loadbalancing_node(&self) -> Option<&Node<DynamicLoadBalancer>> {
+        self.loadbalancing.as_ref()
+    }
+
+    fn loadbalancing_mut(&mut self) -> Option<&mut Option<Node<DynamicLoadBalancer>>> {
+        Some(&mut self.loadbalancing)
+    }
+
+    /// The /24 of the pool's machines, when they are all IPv4 and share one: a guess at the
+    /// subnet good enough to catch a VIP typed into the wrong network, and silent otherwise.
+    fn pool_subnet(&self, pool: &Id) -> Option<(Ipv4Addr, u8)> {
+        let mut nets = self.pools.get(pool)?.iter().map(|m| match m.ip.value {
+            IpAddr::V4(a) => Some(u32::from(a) & 0xffff_ff00),
+            IpAddr::V6(_) => None,
+        });
+        let first = nets.next()??;
+        nets.all(|n| n == Some(first))
+            .then_some((Ipv4Addr::from(first), 24))
+    }
+
+    fn machine_addresses(&self) -> Vec<(&Id, IpAddr)> {
+        self.machines().map(|m| (&m.id.value, m.ip.value)).collect()
     }
 
     fn secrets_mut(&mut self) -> Vec<(String, &mut Option<Envelope>)> {

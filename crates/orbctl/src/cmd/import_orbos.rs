@@ -1,6 +1,8 @@
 //! `orbctl import-orbos`: converts an orbos `orbiter.yml` into this Orb's. Secrets in the old
 //! unauthenticated format (AES-256-CFB) are decrypted once, here, and sealed again in ours; the
 //! old format is never written. Kinds this Orbiter does not have yet are reported and left out.
+//! A provider's `loadbalancing` (DynamicLoadBalancer v0, v1 or v2) is carried over in its
+//! version and migrated by the reader, like the provider itself.
 
 use crate::args::{Global, ImportArgs};
 use crate::context::{Ctx, KeyCache, read_text};
@@ -127,10 +129,13 @@ pub fn convert(text: &str, file: &str, masterkey: &str) -> Result<Converted> {
                 secrets.push((format!("{id}.{name}"), plain));
             }
         }
-        providers.insert(
-            id.clone(),
-            json!({"kind": "StaticProvider", "version": "v0", "spec": new_spec}),
-        );
+        let mut provider = json!({"kind": "StaticProvider", "version": "v0", "spec": new_spec});
+        if let Some(lb) = node.get("loadbalancing").filter(|v| !v.is_null())
+            && let Some(lb) = convert_lb(id, lb, &mut warnings)?
+        {
+            provider["loadbalancing"] = lb;
+        }
+        providers.insert(id.clone(), provider);
     }
     for (id, node) in root
         .get("clusters")
@@ -165,6 +170,104 @@ pub fn convert(text: &str, file: &str, masterkey: &str) -> Result<Converted> {
         secrets,
         warnings,
     })
+}
+
+/// An orbos `loadbalancing` tree as ours (same versions; the reader migrates v0 and v1). Go's
+/// zero values (`path: ""`, `code: 0`, `protocol: ""`) are dropped; in v2 an absent
+/// `proxyprotocol` meant true in orbos (false for `kubeapi`), ours means false, so it is
+/// written out; `downstreamproxies` has no equivalent.
+fn convert_lb(id: &str, lb: &Value, warnings: &mut Vec<String>) -> Result<Option<Value>> {
+    let kind = lb.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if kind != "orbiter.caos.ch/DynamicLoadBalancer" {
+        warnings.push(format!(
+            "provider `{id}`: load balancer of kind {kind} is not supported and was left out"
+        ));
+        return Ok(None);
+    }
+    let version = lb
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !["v0", "v1", "v2"].contains(&version) {
+        bail!("provider `{id}`: DynamicLoadBalancer version `{version}` is unknown (v0, v1, v2)");
+    }
+    let mut spec = lb.get("spec").cloned().unwrap_or_else(|| json!({}));
+    for (pool, vips) in spec.as_object_mut().into_iter().flatten() {
+        for vip in vips.as_array_mut().into_iter().flatten() {
+            let ip = vip
+                .get("ip")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if ip.is_empty() {
+                bail!(
+                    "provider `{id}`: a VIP of pool `{pool}` has no ip (a cloud provider allocated it); give it an address first"
+                );
+            }
+            for t in vip
+                .get_mut("transport")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                for d in t
+                    .get_mut("destinations")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    drop_zero_checks(d);
+                }
+                drop_zero_checks(t);
+                if version != "v2" {
+                    continue;
+                }
+                let Some(t) = t.as_object_mut() else { continue };
+                if t.remove("downstreamproxies").is_some() {
+                    warnings.push(format!(
+                        "provider `{id}`: transport `{name}`: downstreamproxies has no equivalent and was left out"
+                    ));
+                }
+                if !t.contains_key("proxyprotocol") {
+                    let on = name != "kubeapi";
+                    t.insert("proxyprotocol".into(), Value::Bool(on));
+                    if on {
+                        warnings.push(format!(
+                            "provider `{id}`: transport `{name}` gets proxyprotocol: true, orbos's default (ours is false); remove it if the backends do not expect a PROXY header"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(
+        json!({"kind": "DynamicLoadBalancer", "version": version, "spec": spec}),
+    ))
+}
+
+/// Removes what Go wrote for unset health check fields.
+fn drop_zero_checks(parent: &mut Value) {
+    let Some(h) = parent
+        .get_mut("healthchecks")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    h.retain(|k, v| match k.as_str() {
+        "path" | "protocol" => v.as_str() != Some(""),
+        "code" => v.as_u64() != Some(0),
+        _ => true,
+    });
+    if !h.contains_key("protocol")
+        && let Some(p) = parent.as_object_mut()
+    {
+        p.remove("healthchecks");
+    }
 }
 
 /// One orbos secret `{encryption, encoding, value}`; `None` when it is empty.
@@ -236,6 +339,100 @@ mod tests {
             "{rendered}"
         );
         assert!(!rendered.contains("AES256"), "{rendered}");
+    }
+
+    fn key() -> SecretKey {
+        let (_, key) = orb_secrets::Keyring::generate_with(
+            &orb_secrets::Masterkey::new("a test masterkey of enough length").unwrap(),
+            orb_secrets::KdfParams::argon2id(64, 1, 1),
+        )
+        .unwrap();
+        key
+    }
+
+    /// The fixture with an orbos load balancer on its provider (the last node of the file).
+    fn with_lb(version: &str, transports: &str) -> (String, String) {
+        let fixture = OrbosOrb::new();
+        let text = std::fs::read_to_string(fixture.orbiter_yml()).unwrap();
+        let mk = std::fs::read_to_string(fixture.masterkey()).unwrap();
+        let lb = format!(
+            "    loadbalancing:
+      kind: orbiter.caos.ch/DynamicLoadBalancer
+      version: {version}
+      spec:
+        masters:
+        - ip: 192.168.122.10
+          transport:
+{transports}"
+        );
+        (text + &lb, mk.trim_end_matches('\n').to_owned())
+    }
+
+    #[test]
+    fn carries_a_v2_load_balancer_over() {
+        let (text, mk) = with_lb(
+            "v2",
+            "          - name: kubeapi
+            frontendport: 6443
+            backendport: 6666
+            backendpools: [masters]
+            whitelist: [0.0.0.0/0]
+            healthchecks: {protocol: https, path: /healthz, code: 200}
+          - name: ingress
+            frontendport: 443
+            backendport: 30443
+            backendpools: [workers]
+            whitelist: [10.0.0.0/8]
+            downstreamproxies: []
+            healthchecks: {protocol: tcp, path: \"\", code: 0}
+",
+        );
+        let c = convert(&text, "orbiter.yml", &mk).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("`ingress` gets proxyprotocol: true")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.warnings.iter().any(|w| w.contains("downstreamproxies")));
+        let orb = c.seal(&key()).unwrap();
+        let lb = orb.providers["kvm"].spec.model().loadbalancing().unwrap();
+        let t = &lb.vips().next().unwrap().1.transport;
+        assert_eq!(t[0].name.value.as_str(), "kubeapi");
+        assert!(!t[0].proxyprotocol, "orbos forced it off for kubeapi");
+        assert!(t[1].proxyprotocol && t[1].healthchecks.is_default());
+        let rendered = orb.to_yaml();
+        assert!(
+            rendered.contains(
+                "    loadbalancing:\n      kind: DynamicLoadBalancer\n      version: v2\n"
+            ),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn carries_a_v1_load_balancer_over_migrated() {
+        let (text, mk) = with_lb(
+            "v1",
+            "          - name: kubeapi
+            sourceport: 6443
+            whitelist: [0.0.0.0/0]
+            destinations:
+            - {pool: masters, port: 6666, healthchecks: {protocol: https, path: /healthz, code: 200}}
+",
+        );
+        let c = convert(&text, "orbiter.yml", &mk).unwrap();
+        let orb = c.seal(&key()).unwrap();
+        let node = orb.providers["kvm"]
+            .spec
+            .model()
+            .loadbalancing_node()
+            .unwrap();
+        assert_eq!(node.migrated_from.as_deref(), Some("v1"));
+        let t = &node.spec.vips().next().unwrap().1.transport[0];
+        assert_eq!((t.frontendport.value, t.backendport.value), (6443, 6666));
+        assert!(orb.to_yaml().contains("frontendport: 6443"));
     }
 
     #[test]

@@ -485,6 +485,7 @@ mod tests {
                 prefix: Located::new("/app/".into()),
             }],
             rotatecerts: None,
+            endpoint: None,
         }
     }
 

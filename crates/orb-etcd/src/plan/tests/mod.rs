@@ -45,6 +45,7 @@ fn spec(nodes: u32, version: &str) -> EtcdCluster {
         backup: None,
         users: Vec::new(),
         rotatecerts: None,
+        endpoint: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `EtcdCluster`: a static etcd cluster on the machines of one provider pool.
 
 use crate::error::ModelError;
+use crate::hint::did_you_mean;
 use crate::id::Id;
 use crate::kinds::ClusterModel;
 use crate::kinds::OrbView;
@@ -33,6 +34,10 @@ pub struct EtcdCluster {
     /// rotation answered starts a rolling rotation; the value stays as the record of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotatecerts: Option<Located<String>>,
+    /// The load balancer transport clients use (its VIP and frontend port), instead of the
+    /// members' own addresses: a `DynamicLoadBalancer` transport sending to this pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Located<Id>>,
 }
 
 /// One user of an etcd cluster.
@@ -46,6 +51,10 @@ pub struct EtcdUser {
     /// `/app/` does not also grant `/apple`).
     pub prefix: Located<String>,
 }
+
+/// The port etcd members serve clients on (orb-etcd's `CLIENT_PORT`): where an endpoint's
+/// transport must send.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
 
 /// Users Orbiter manages itself.
 pub const RESERVED_ETCD_USERS: [&str; 3] = ["root", "orbiter", "person"];
@@ -184,6 +193,9 @@ fn check_etcd(orb: &dyn OrbView, id: &Id, e: &EtcdCluster, file: &str) -> Result
         check_etcd_backup(orb, id, b, file)?;
     }
     check_etcd_users(id, &e.users, file)?;
+    if let Some(ep) = &e.endpoint {
+        check_endpoint(orb, id, e, ep, file)?;
+    }
     if let Some(r) = &e.rotatecerts
         && let Err(msg) = node_protocol::timefmt::parse_rfc3339(&r.value)
     {
@@ -192,6 +204,77 @@ fn check_etcd(orb: &dyn OrbView, id: &Id, e: &EtcdCluster, file: &str) -> Result
                 format!("`orbctl cluster rotate-certs {id}` writes the current time"),
             ),
         );
+    }
+    Ok(())
+}
+
+/// The endpoint names a transport of the Orb that reaches this cluster's members as they
+/// listen: the same provider, the cluster's pool among its backends, etcd's client port, and
+/// no PROXY header (etcd does not read one).
+fn check_endpoint(
+    orb: &dyn OrbView,
+    id: &Id,
+    e: &EtcdCluster,
+    ep: &Located<Id>,
+    file: &str,
+) -> Result<(), ModelError> {
+    let all = orb.transports();
+    let Some(t) = all.iter().find(|t| t.transport.name.value == ep.value) else {
+        let names: Vec<&str> = all
+            .iter()
+            .map(|t| t.transport.name.value.as_str())
+            .collect();
+        return Err(ModelError::new(
+            file,
+            ep.pos,
+            format!("cluster `{id}`: endpoint `{ep}` is not a transport of the Orb"),
+        )
+        .with_hint(format!(
+            "{}; transports are defined in a provider's loadbalancing",
+            did_you_mean(ep.value.as_str(), &names)
+        )));
+    };
+    let name = &t.transport.name;
+    if *t.provider != e.provider.value || !t.transport.sends_to(&e.pool.value) {
+        let pools: Vec<String> = t
+            .transport
+            .backendpools
+            .iter()
+            .map(|p| format!("{}.{p}", t.provider))
+            .collect();
+        return Err(ModelError::new(
+            file,
+            ep.pos,
+            format!(
+                "cluster `{id}`: endpoint `{ep}` sends to {}, not to the cluster's pool `{}.{}`",
+                pools.join(", "),
+                e.provider,
+                e.pool
+            ),
+        )
+        .with_hint(format!(
+            "add `{}` to the backendpools of transport `{name}`, or name another transport",
+            e.pool
+        )));
+    }
+    if t.transport.backendport.value != ETCD_CLIENT_PORT {
+        return Err(ModelError::new(
+            file,
+            ep.pos,
+            format!(
+                "cluster `{id}`: endpoint `{ep}` sends to port {}, but etcd serves clients on {ETCD_CLIENT_PORT}",
+                t.transport.backendport
+            ),
+        )
+        .with_hint(format!("set backendport: {ETCD_CLIENT_PORT} in transport `{name}`")));
+    }
+    if t.transport.proxyprotocol {
+        return Err(ModelError::new(
+            file,
+            ep.pos,
+            format!("cluster `{id}`: endpoint `{ep}` sends a PROXY protocol header, which etcd does not read"),
+        )
+        .with_hint(format!("remove `proxyprotocol: true` from transport `{name}`")));
     }
     Ok(())
 }
@@ -323,213 +406,4 @@ fn check_etcd_backup(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Orb;
-    use crate::registry::ClusterSpec;
-
-    const BASE: &str = "kind: Orb
-version: v1
-providers:
-  lab:
-    kind: StaticProvider
-    version: v1
-    spec:
-      pools:
-        workers:
-          - {id: w-1, hostname: w-1, ip: 10.0.0.1}
-          - {id: w-2, hostname: w-2, ip: 10.0.0.2}
-          - {id: w-3, hostname: w-3, ip: 10.0.0.3}
-        spare:
-          - {id: s-1, hostname: s-1, ip: 10.0.0.9}
-clusters:
-  kv:
-    kind: EtcdCluster
-    version: v1
-    spec:
-      provider: lab
-      pool: workers
-      nodes: 3
-      version: 3.4.23
-";
-
-    fn parse(extra: &str) -> Result<EtcdCluster, crate::ModelError> {
-        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml")?;
-        let ClusterSpec::Etcd(e) = &orb.clusters.values().next().unwrap().spec;
-        Ok(e.clone())
-    }
-
-    fn line_of(extra: &str, needle: &str) -> u64 {
-        format!("{BASE}{extra}")
-            .lines()
-            .position(|l| l.contains(needle))
-            .unwrap() as u64
-            + 1
-    }
-
-    #[test]
-    fn defaults_when_absent_and_not_written_back() {
-        let e = parse("").unwrap();
-        assert_eq!(e.tuning, EtcdTuning::default());
-        assert_eq!(e.tuning.quotabytes.value, 2_147_483_648);
-        assert!(e.backup.is_none());
-        let orb = Orb::parse(BASE, "orbiter.yml").unwrap();
-        let yaml = orb.to_yaml();
-        assert!(!yaml.contains("tuning"), "{yaml}");
-        assert_eq!(Orb::parse(&yaml, "orbiter.yml").unwrap(), orb);
-    }
-
-    #[test]
-    fn tuning_and_backup_parse_and_round_trip() {
-        let extra = "      tuning: {heartbeatms: 50, electiontimeoutms: 500}
-      backup: {every: 6h, keep: 3, target: lab.s-1}
-";
-        let e = parse(extra).unwrap();
-        assert_eq!(e.tuning.heartbeatms.value, 50);
-        assert_eq!(e.tuning.electiontimeoutms.value, 500);
-        assert_eq!(e.tuning.quotabytes.value, DEFAULT_QUOTA_BYTES);
-        let b = e.backup.unwrap();
-        assert_eq!(b.every_secs(), Some(6 * 3600));
-        assert_eq!(b.keep.value, 3);
-        assert_eq!(b.target_parts(), Some(("lab", "s-1")));
-        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml").unwrap();
-        assert_eq!(Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap(), orb);
-    }
-
-    #[test]
-    fn election_timeout_must_be_five_heartbeats() {
-        let extra = "      tuning: {heartbeatms: 300, electiontimeoutms: 1000}\n";
-        let e = parse(extra).unwrap_err();
-        assert_eq!(e.pos.unwrap().line, line_of(extra, "electiontimeoutms"));
-        assert!(e.message.contains("electiontimeoutms"), "{e}");
-        assert!(e.hint.unwrap().contains("1500"), "hint names the minimum");
-    }
-
-    #[test]
-    fn bad_tuning_values_name_the_field() {
-        for (extra, field) in [
-            ("      tuning: {heartbeatms: 0}\n", "heartbeatms"),
-            (
-                "      tuning: {electiontimeoutms: 60000}\n",
-                "electiontimeoutms",
-            ),
-            ("      tuning: {quotabytes: 0}\n", "quotabytes"),
-            ("      tuning: {quotabytes: 9999999999999}\n", "quotabytes"),
-        ] {
-            let e = parse(extra).unwrap_err();
-            assert!(e.message.contains(field), "{extra}: {e}");
-            assert_eq!(e.pos.unwrap().line, line_of(extra, "tuning"), "{extra}");
-            assert!(e.hint.is_some(), "{extra}");
-        }
-    }
-
-    #[test]
-    fn unknown_tuning_field_is_refused() {
-        let e = parse("      tuning: {heartbeat: 10}\n").unwrap_err();
-        assert!(e.message.contains("unknown field `heartbeat`"), "{e}");
-    }
-
-    #[test]
-    fn bad_backup_values() {
-        for (extra, needle) in [
-            ("      backup: {every: 6, target: lab.s-1}\n", "no unit"),
-            (
-                "      backup: {every: xh, target: lab.s-1}\n",
-                "whole number",
-            ),
-            ("      backup: {every: 0m, target: lab.s-1}\n", "zero"),
-            (
-                "      backup: {every: 1h, keep: 0, target: lab.s-1}\n",
-                "keep",
-            ),
-            (
-                "      backup: {every: 1h, target: s-1}\n",
-                "provider.machine",
-            ),
-            (
-                "      backup: {every: 1h, target: lbb.s-1}\n",
-                "provider `lbb`",
-            ),
-            (
-                "      backup: {every: 1h, target: lab.s-2}\n",
-                "no machine `s-2`",
-            ),
-        ] {
-            let e = parse(extra).unwrap_err();
-            assert!(e.message.contains(needle), "{extra}: {e}");
-            assert!(e.pos.is_some(), "{extra}");
-        }
-    }
-
-    #[test]
-    fn users_and_rotation_request_parse_and_round_trip() {
-        let extra = "      users:\n        - {name: app, prefix: /app/}\n        - {name: billing-2, prefix: /billing/v2/}\n      rotatecerts: 2026-05-01T10:00:00Z\n";
-        let e = parse(extra).unwrap();
-        assert_eq!(e.users.len(), 2);
-        assert_eq!(e.users[1].prefix.value, "/billing/v2/");
-        assert_eq!(e.rotatecerts.unwrap().value, "2026-05-01T10:00:00Z");
-        let orb = Orb::parse(&format!("{BASE}{extra}"), "orbiter.yml").unwrap();
-        assert_eq!(Orb::parse(&orb.to_yaml(), "orbiter.yml").unwrap(), orb);
-        assert!(
-            !Orb::parse(BASE, "orbiter.yml")
-                .unwrap()
-                .to_yaml()
-                .contains("users")
-        );
-    }
-
-    #[test]
-    fn bad_users_and_rotation_requests_point_at_the_field() {
-        for (extra, needle, at) in [
-            (
-                "      users:\n        - {name: App, prefix: /app/}\n",
-                "not a valid etcd user name",
-                "App",
-            ),
-            (
-                "      users:\n        - {name: orbiter, prefix: /app/}\n",
-                "managed by Orbiter itself",
-                "orbiter",
-            ),
-            (
-                "      users:\n        - {name: app, prefix: /a/}\n        - {name: app, prefix: /b/}\n",
-                "listed twice",
-                "/b/",
-            ),
-            (
-                "      users:\n        - {name: app, prefix: /app}\n",
-                "must start and end with `/`",
-                "/app}",
-            ),
-            (
-                "      users:\n        - {name: app, prefix: app/}\n",
-                "must start and end with `/`",
-                "app/}",
-            ),
-            (
-                "      users:\n        - {name: app, prefix: '/a b/'}\n",
-                "must start and end with `/`",
-                "a b",
-            ),
-            ("      rotatecerts: yesterday\n", "rotatecerts", "yesterday"),
-        ] {
-            let e = parse(extra).unwrap_err();
-            assert!(e.message.contains(needle), "{extra}: {e}");
-            assert_eq!(e.pos.unwrap().line, line_of(extra, at), "{extra}: {e}");
-            assert!(e.hint.is_some(), "{extra}");
-        }
-        let e = parse("      users:\n        - {name: app}\n").unwrap_err();
-        assert!(e.message.contains("prefix"), "{e}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(30));
-        assert_eq!(parse_duration("15m"), Ok(900));
-        assert_eq!(parse_duration("1d"), Ok(86_400));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("-1h").is_err());
-        assert!(parse_duration("99999999999999999d").is_err());
-    }
-}
+mod tests;
