@@ -30,6 +30,11 @@ pub struct LoadBalancerRecord {
     pub unobserved: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<VipRecord>,
+    /// Per load balancing machine, a digest of the configuration Orbiter handed it (its
+    /// secret left out): a change reaches these machines one at a time, and a machine whose
+    /// digest differs is still to come.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configured: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -177,6 +182,7 @@ pub fn build_record(
         provider: provider.to_string(),
         unobserved,
         vips,
+        configured: BTreeMap::new(),
     }
 }
 

@@ -170,7 +170,13 @@ fn reboot_the_leader_with_a_writer(p: &Person, bare: &std::path::Path) {
         "sudo systemctl stop orb-e2e-writer",
     ]);
     let acked: usize = p
-        .ok(&["node", "exec", writer, "--", "sudo sh -c 'wc -l < /root/acked'"])
+        .ok(&[
+            "node",
+            "exec",
+            writer,
+            "--",
+            "sudo sh -c 'wc -l < /root/acked'",
+        ])
         .trim()
         .parse()
         .unwrap();
@@ -185,7 +191,11 @@ fn reboot_the_leader_with_a_writer(p: &Person, bare: &std::path::Path) {
             put.trim_end_matches(" put")
         ),
     ]);
-    assert_eq!(lost.trim(), "0", "acknowledged writes lost ({acked} acknowledged)");
+    assert_eq!(
+        lost.trim(),
+        "0",
+        "acknowledged writes lost ({acked} acknowledged)"
+    );
 
     // Git tells the order: the first commit asking the old leader to reboot records another
     // leader already.

@@ -7,6 +7,7 @@
 //! [`for_spec`] is the registry: the only place that knows every kind.
 
 pub mod etcd;
+pub mod load_balancer;
 
 pub use crate::action::FileCopy;
 
@@ -55,6 +56,9 @@ pub struct ClusterNeeds {
     /// Machines of [`KindInput::disrupting`] the kind is not ready to lose yet (leadership
     /// still moves away, a member is not healthy), and why. Absent: it consents.
     pub not_yet: BTreeMap<MachineKey, String>,
+    /// Rules a kind needs in a machine's firewall item (the load balancer's ports and VRRP);
+    /// a machine without a firewall item accepts everything and gets none.
+    pub firewall: BTreeMap<MachineKey, Vec<node_protocol::Rule>>,
 }
 
 impl ClusterNeeds {
@@ -88,6 +92,14 @@ impl ClusterNeeds {
         }
         for (m, why) in other.not_yet {
             self.not_yet.insert(m, format!("cluster {id}: {why}"));
+        }
+        for (m, rules) in other.firewall {
+            let mine = self.firewall.entry(m).or_default();
+            for r in rules {
+                if !mine.contains(&r) {
+                    mine.push(r);
+                }
+            }
         }
     }
 }

@@ -159,6 +159,31 @@ impl Engine {
                 crate::clusters::for_spec(id, &node.spec, record.as_deref(), &open)?,
             ));
         }
+        // A provider's load balancer: one kind per pool holding VIPs.
+        for (pid, node) in &orb.providers {
+            let Some(lb) = node.spec.model().loadbalancing() else {
+                continue;
+            };
+            let interface = match node.spec {
+                orb_model::registry::ProviderSpec::Local(_) => "host0",
+                _ => "eth0",
+            };
+            for pool in lb.vip_pools() {
+                let record = read(
+                    &snap,
+                    &crate::clusters::load_balancer::record_path(pid, pool),
+                )?;
+                let kind = crate::clusters::load_balancer::LoadBalancer::load(
+                    pid,
+                    pool,
+                    lb,
+                    interface,
+                    record.as_deref(),
+                    &open,
+                )?;
+                clusters.push((pid.clone(), Box::new(kind) as Box<dyn ClusterKind>));
+            }
+        }
         let software_secrets = opened
             .into_iter()
             .filter(|(path, _)| {

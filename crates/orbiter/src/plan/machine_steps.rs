@@ -108,6 +108,7 @@ pub(super) fn plan_machines(
             }
         };
         items.extend(input.clusters.items.get(key).into_iter().flatten().cloned());
+        add_firewall_rules(&mut items, input.clusters.firewall.get(key));
         let (doc, record) = next_doc(previous, items, input.digest);
         note_generation(plan, m, assigned, record.generation);
         let rendered = doc.render_for_machine();
@@ -134,6 +135,23 @@ pub(super) fn plan_machines(
                 },
                 why,
             );
+        }
+    }
+}
+
+/// Adds the rules kinds need to the machine's firewall item, those it lacks; a machine without
+/// one accepts everything and stays so (a firewall item is an allow-list: adding one would
+/// close every other port).
+fn add_firewall_rules(items: &mut [node_protocol::Item], rules: Option<&Vec<node_protocol::Rule>>) {
+    let Some(rules) = rules else { return };
+    if let Some(fw) = items.iter_mut().find_map(|i| match i {
+        node_protocol::Item::Firewall(f) => Some(f),
+        _ => None,
+    }) {
+        for r in rules {
+            if !fw.allow.contains(r) {
+                fw.allow.push(r.clone());
+            }
         }
     }
 }

@@ -161,7 +161,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
         let before = plan.steps.len();
         machine_steps::plan_machines(input, &machines, &reboot, &rollouts, &mut plan);
-        offer_packages(pid, provider_obs, &mut plan, before, clusters, &rollouts.records);
+        offer_packages(
+            pid,
+            provider_obs,
+            &mut plan,
+            before,
+            clusters,
+            &rollouts.records,
+        );
     }
     for (cluster, (index, s)) in
         clusters
