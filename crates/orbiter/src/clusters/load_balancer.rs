@@ -103,7 +103,7 @@ impl LoadBalancer {
 
     /// keepalived's and HAProxy's versions: the candidates of the machines' apt (the first
     /// machine that has both), or first offered by a provider with a repository of its own.
-    fn packages(&self, input: &KindInput<'_>) -> Result<Packages, ClusterNeeds> {
+    fn packages(&self, input: &KindInput<'_>) -> Result<Packages, Box<ClusterNeeds>> {
         for out in input.outputs.values() {
             let found = candidates(out);
             if let (Some(k), Some(h)) = (found.get(PACKAGES[0]), found.get(PACKAGES[1])) {
@@ -133,7 +133,7 @@ impl LoadBalancer {
                 PACKAGES.iter().map(|p| p.to_string()).collect(),
             );
         }
-        Err(needs)
+        Err(Box::new(needs))
     }
 }
 
@@ -219,7 +219,7 @@ true",
         };
         let packages = match self.packages(input) {
             Ok(p) => p,
-            Err(needs) => return Ok(needs),
+            Err(needs) => return Ok(*needs),
         };
         let provider_obs = input.observed.providers.get(&self.provider);
         let mut machines: BTreeMap<Id, Vec<LbMachine>> = BTreeMap::new();
