@@ -122,6 +122,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "node-protocol",
             "orb-etcd",
+            "orb-lb",
             "orb-machines",
             "orb-model",
             "orb-repo",
