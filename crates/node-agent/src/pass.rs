@@ -151,7 +151,7 @@ pub fn run_pass(
         .collect();
     let mut restart_on: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for u in &units {
-        for p in &u.restart_on {
+        for p in u.restart_on.iter().chain(&u.reload_on) {
             restart_on
                 .entry(p.as_str())
                 .or_default()
@@ -261,9 +261,8 @@ pub fn run_pass(
         if result.interrupted {
             break;
         }
-        if !pending_restarts.contains(&u.name)
-            && !u.restart_on.iter().any(|p| planned_writes.contains(p))
-        {
+        let triggers = |p: &String| u.restart_on.contains(p) || u.reload_on.contains(p);
+        if !pending_restarts.contains(&u.name) && !planned_writes.iter().any(triggers) {
             continue;
         }
         let Some(report) = result
@@ -276,9 +275,18 @@ pub fn run_pass(
         let last_change = ctx
             .changed
             .iter()
-            .filter(|(p, _)| u.restart_on.contains(p))
+            .filter(|(p, _)| triggers(p))
             .map(|(_, n)| *n)
             .max();
+        // A reload is enough when only `reload_on` files changed in this pass; a restart
+        // carried over from a crashed pass is repeated as a restart, whatever changed.
+        let changed = |list: &Vec<String>| {
+            ctx.changed.iter().any(|(p, _)| list.contains(p))
+                || planned_writes.iter().any(|p| list.contains(p))
+        };
+        let reload_only = changed(&u.reload_on)
+            && !changed(&u.restart_on)
+            && !carried_over.contains(&u.name);
         let last_restart = ctx
             .restarted
             .iter()
@@ -290,13 +298,16 @@ pub fn run_pass(
             (Some(_), None) => true,
             (None, restarted) => carried_over.contains(&u.name) && restarted.is_none(),
         };
-        let op = Op::UnitTryRestart {
-            unit: u.name.clone(),
+        let unit = u.name.clone();
+        let (op, list) = if reload_only {
+            (Op::UnitTryReload { unit }, "reload_on")
+        } else {
+            (Op::UnitTryRestart { unit }, "restart_on")
         };
         if !apply {
             report
                 .pending
-                .push(format!("{op}: a file in restart_on changes"));
+                .push(format!("{op}: a file in {list} changes"));
             report.in_sync = false;
             report.retry = false;
             continue;
@@ -304,7 +315,7 @@ pub fn run_pass(
         if needed {
             match items::execute(host, &op, &mut ctx) {
                 Ok(()) => {
-                    let line = format!("{op}: a file in restart_on changed");
+                    let line = format!("{op}: a file in {list} changed");
                     log::info(&format!("{}: {line}", report.id));
                     report.applied.push(line);
                 }

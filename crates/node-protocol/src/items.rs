@@ -186,6 +186,11 @@ pub struct Unit {
     /// Absolute paths; when the agent changes one of them, the unit is restarted (if running).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_on: Vec<String>,
+    /// Absolute paths; when the agent changes one of them (and none of `restart_on`), the unit
+    /// is reloaded if running (`try-reload-or-restart`): HAProxy and keepalived take a new
+    /// configuration without dropping connections or the VIPs they hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reload_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -278,9 +278,12 @@ fn validate_unit(u: &Unit) -> Result<()> {
     for p in &u.restart_on {
         check_abs_path("restart_on", p)?;
     }
-    if u.restart_on.iter().any(|_| u.active == Some(false)) {
+    for p in &u.reload_on {
+        check_abs_path("reload_on", p)?;
+    }
+    if u.active == Some(false) && !(u.restart_on.is_empty() && u.reload_on.is_empty()) {
         return Err(Error::new(
-            "restart_on: a unit with `active: false` is never restarted; remove one of them",
+            "restart_on/reload_on: a unit with `active: false` is never restarted; remove one of them",
         ));
     }
     Ok(())

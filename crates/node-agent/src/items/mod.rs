@@ -103,6 +103,10 @@ pub enum Op {
     UnitTryRestart {
         unit: String,
     },
+    /// Reload if running, restart where the unit cannot reload (after a file in `reload_on`).
+    UnitTryReload {
+        unit: String,
+    },
     SysctlSet {
         key: String,
         value: String,
@@ -177,6 +181,7 @@ impl fmt::Display for Op {
             Op::UnitStop { unit } => write!(f, "stop {unit}"),
             Op::UnitRestart { unit } => write!(f, "restart {unit}"),
             Op::UnitTryRestart { unit } => write!(f, "restart {unit} if running"),
+            Op::UnitTryReload { unit } => write!(f, "reload {unit} if running"),
             Op::SysctlSet { key, value } => write!(f, "set {key} = {value}"),
             Op::Modprobe { name } => write!(f, "modprobe {name}"),
             Op::SwapOff => write!(f, "swapoff --all"),
@@ -482,10 +487,12 @@ pub fn execute(host: &Host, op: &Op, ctx: &mut PassCtx) -> Result<()> {
         ),
         Op::UnitStart { unit: u }
         | Op::UnitRestart { unit: u }
-        | Op::UnitTryRestart { unit: u } => {
+        | Op::UnitTryRestart { unit: u }
+        | Op::UnitTryReload { unit: u } => {
             let verb = match op {
                 Op::UnitStart { .. } => "start",
                 Op::UnitRestart { .. } => "restart",
+                Op::UnitTryReload { .. } => "try-reload-or-restart",
                 _ => "try-restart",
             };
             let r = unit::systemctl(host, &[verb, "--", u]);

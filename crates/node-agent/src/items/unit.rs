@@ -251,6 +251,7 @@ mod tests {
             enabled: Some(true),
             active: Some(true),
             restart_on: vec![],
+            reload_on: vec![],
         }
     }
 

@@ -281,6 +281,7 @@ fn unit(cluster: &str, on: bool, restart_on: Vec<String>) -> Item {
         enabled: Some(on),
         active: Some(on),
         restart_on,
+        reload_on: Vec::new(),
     })
 }
 

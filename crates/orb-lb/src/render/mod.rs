@@ -124,7 +124,10 @@ fn lb_items(input: &LbInput, haproxy: &str, keepalived: String) -> Vec<Item> {
             dropins: BTreeMap::new(),
             enabled: Some(true),
             active: Some(true),
-            restart_on: vec![config.to_owned()],
+            // A reload keeps HAProxy's listeners and keepalived's VRRP state: a transport
+            // change drops no connection and moves no VIP.
+            restart_on: Vec::new(),
+            reload_on: vec![config.to_owned()],
         })
     };
     vec![

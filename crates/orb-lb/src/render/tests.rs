@@ -208,7 +208,7 @@ fn items_form_a_valid_machine_document() {
         .find(|i| i.id() == "file:/etc/keepalived/keepalived.conf");
     assert!(matches!(keepalived, Some(Item::File(f)) if f.is_secret() && f.mode == "0600"));
     assert!(
-        matches!(&lb.items[7], Item::Unit(u) if u.restart_on == [HAPROXY_CFG] && u.active == Some(true))
+        matches!(&lb.items[7], Item::Unit(u) if u.reload_on == [HAPROXY_CFG] && u.restart_on.is_empty() && u.active == Some(true))
     );
     assert!(
         matches!(&lb.items[9], Item::Health(h) if h.http.as_deref() == Some("http://127.0.0.1:29999/ready"))

@@ -248,7 +248,10 @@ impl Provider for LocalMachines {
                 &GroupSpec {
                     name: self.group.clone(),
                     pubkey: pubkey.to_owned(),
-                    net_admin: false,
+                    // keepalived on a load balancing machine manages its VIPs itself, and a
+                    // provider may get a load balancer after its machines exist. The capability
+                    // is confined to the machine's own network namespace.
+                    net_admin: true,
                 },
             )?,
         };
