@@ -284,9 +284,8 @@ pub fn run_pass(
             ctx.changed.iter().any(|(p, _)| list.contains(p))
                 || planned_writes.iter().any(|p| list.contains(p))
         };
-        let reload_only = changed(&u.reload_on)
-            && !changed(&u.restart_on)
-            && !carried_over.contains(&u.name);
+        let reload_only =
+            changed(&u.reload_on) && !changed(&u.restart_on) && !carried_over.contains(&u.name);
         let last_restart = ctx
             .restarted
             .iter()

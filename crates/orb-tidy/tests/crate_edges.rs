@@ -110,6 +110,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "orbctl",
         &[
             "node-protocol",
+            "orb-lb",
             "orb-machines",
             "orb-model",
             "orb-repo",

@@ -76,6 +76,9 @@ pub enum Command {
     /// Clusters of the Orb (etcd)
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The load balancers: who holds each VIP, each backend as HAProxy sees it
+    #[command(subcommand)]
+    Lb(LbCommand),
     /// The Orb repository as this clone sees it
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -272,6 +275,18 @@ pub enum NodeCommand {
     Replace {
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LbCommand {
+    /// Every VIP (or those of one `<provider>.<pool>`): its holder, split brain, every
+    /// transport's backends, as Orbiter last recorded them
+    Status {
+        /// `<provider>.<pool>`
+        pool: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 

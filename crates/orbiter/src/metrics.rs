@@ -24,6 +24,24 @@ struct Inner {
     last_duration: Duration,
     last_success: Option<Instant>,
     last_error: Option<String>,
+    /// What the cluster kinds exported after the last iteration.
+    kinds: Vec<Gauge>,
+}
+
+/// One sample a cluster kind exports (e.g. who holds a VIP), rendered under `orbiter_<name>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -59,6 +77,11 @@ impl Metrics {
         m.last_duration = took;
         m.last_success = Some(Instant::now());
         m.last_error = None;
+    }
+
+    /// The cluster kinds' gauges of the iteration that just ran (replacing the last ones).
+    pub fn set_kind_gauges(&self, gauges: Vec<Gauge>) {
+        self.lock().kinds = gauges;
     }
 
     pub fn record_error(&self, e: &str) {
@@ -142,6 +165,71 @@ impl Metrics {
             "Duration of the last iteration.",
             m.last_duration.as_secs_f64(),
         );
+        let mut named: Vec<&'static str> = m.kinds.iter().map(|g| g.name).collect();
+        named.dedup();
+        named.sort_unstable();
+        named.dedup();
+        for name in named {
+            let mut first = true;
+            for g in m.kinds.iter().filter(|g| g.name == name) {
+                if first {
+                    let _ = writeln!(
+                        s,
+                        "# HELP orbiter_{name} {}\n# TYPE orbiter_{name} gauge",
+                        g.help
+                    );
+                    first = false;
+                }
+                let labels: Vec<String> = g
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
+                    .collect();
+                let _ = writeln!(s, "orbiter_{name}{{{}}} {}", labels.join(","), g.value);
+            }
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_gauges_are_grouped_by_name_with_escaped_labels() {
+        let m = Metrics::default();
+        let g = |name, machine: &str, value| Gauge {
+            name,
+            help: "Help.",
+            labels: vec![("machine", machine.to_owned())],
+            value,
+        };
+        m.set_kind_gauges(vec![
+            g("lb_backend_up", "w-1", 1.0),
+            g("lb_vip_holders", "x", 1.0),
+            g("lb_backend_up", "w\"2\n", 0.0),
+        ]);
+        let text = m.render();
+        let tail = &text[text.find("orbiter_lb_").unwrap() - 30..];
+        assert_eq!(
+            text.matches("# TYPE orbiter_lb_backend_up gauge").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            tail.contains("orbiter_lb_backend_up{machine=\"w-1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            tail.contains("orbiter_lb_backend_up{machine=\"w\\\"2\\n\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            tail.contains("orbiter_lb_vip_holders{machine=\"x\"} 1\n"),
+            "{text}"
+        );
+        m.set_kind_gauges(Vec::new());
+        assert!(!m.render().contains("orbiter_lb_"));
     }
 }

@@ -39,6 +39,10 @@ defaults
     timeout client 30m
     timeout server 30m
     timeout check 2s
+    # A connection a backend refuses (it died before its checks noticed) is tried again on
+    # another backend: a client sees no error while a backend goes down.
+    retries 3
+    option redispatch 1
 
 ",
     );

@@ -4,6 +4,7 @@ mod cluster;
 mod configure;
 mod file;
 mod import_orbos;
+mod lb;
 mod node;
 mod orbiter;
 mod repo;
@@ -12,7 +13,7 @@ mod secrets;
 mod validate;
 
 use crate::args::{
-    Cli, ClusterCommand, Command, FileCommand, NodeCommand, OrbiterCommand, RepoCommand,
+    Cli, ClusterCommand, Command, FileCommand, LbCommand, NodeCommand, OrbiterCommand, RepoCommand,
     RolloutCommand, SecretsCommand,
 };
 use anyhow::Result;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::RotateCerts { cluster }) => {
             cluster::rotate_certs(g, &cluster)
         }
+        Command::Lb(LbCommand::Status { pool, output }) => lb::status(g, pool.as_deref(), output),
         Command::Rollout(RolloutCommand::Status { pool, output }) => {
             rollout::status(g, pool.as_deref(), output)
         }

@@ -5,6 +5,7 @@
 
 pub mod e2e;
 pub mod human;
+pub mod lb_client;
 pub mod local_orb;
 pub mod static_lab;
 

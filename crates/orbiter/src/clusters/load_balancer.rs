@@ -13,6 +13,7 @@
 
 use super::{ClusterKind, ClusterNeeds, KindInput, SecretReader, pool_machines};
 use crate::machine::MachineKey;
+use crate::metrics::Gauge;
 use crate::recorded::machine_ready;
 use anyhow::{Context as _, Result, anyhow};
 use node_protocol::{FileSecret, Item};
@@ -40,9 +41,18 @@ pub struct LoadBalancer {
     record: LoadBalancerRecord,
 }
 
+pub const RECORDS_DIR: &str = "orbiter/loadbalancers/";
+
 /// Where the kind of `provider`'s VIP pool `pool` keeps its record.
 pub fn record_path(provider: &Id, pool: &Id) -> String {
-    format!("orbiter/loadbalancers/{provider}.{pool}.yml")
+    format!("{RECORDS_DIR}{provider}.{pool}.yml")
+}
+
+/// The VIP pool (`provider.pool`) a record path is about.
+pub fn record_pool(path: &str) -> Option<String> {
+    let name = path.strip_prefix(RECORDS_DIR)?.strip_suffix(".yml")?;
+    let (provider, pool) = name.split_once('.')?;
+    (Id::parse(provider).is_ok() && Id::parse(pool).is_ok()).then(|| name.to_owned())
 }
 
 fn password_path(provider: &Id) -> String {
@@ -388,6 +398,54 @@ true"
             record_path(&self.provider, &self.pool),
             crate::state::render(&self.record),
         )])
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let mut out = Vec::new();
+        let base = |vip: &str| {
+            vec![
+                ("provider", self.provider.to_string()),
+                ("pool", self.pool.to_string()),
+                ("vip", vip.to_owned()),
+            ]
+        };
+        for v in &self.record.vips {
+            let holders = if v.splitbrain.is_empty() {
+                usize::from(v.holder.is_some())
+            } else {
+                v.splitbrain.len()
+            };
+            out.push(Gauge {
+                name: "lb_vip_holders",
+                help: "Machines holding the VIP (1 is right; 0 down; more: split brain).",
+                labels: base(&v.ip),
+                value: holders as f64,
+            });
+            for h in v.holder.iter().chain(&v.splitbrain) {
+                let mut labels = base(&v.ip);
+                labels.push(("machine", h.clone()));
+                out.push(Gauge {
+                    name: "lb_vip_held",
+                    help: "1 for each machine holding the VIP.",
+                    labels,
+                    value: 1.0,
+                });
+            }
+            for t in &v.transports {
+                for b in &t.backends {
+                    let mut labels = base(&v.ip);
+                    labels.push(("transport", t.name.clone()));
+                    labels.push(("machine", b.machine.clone()));
+                    out.push(Gauge {
+                        name: "lb_backend_up",
+                        help: "1 when HAProxy sees the backend UP, else 0.",
+                        labels,
+                        value: if b.status == "UP" { 1.0 } else { 0.0 },
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>> {

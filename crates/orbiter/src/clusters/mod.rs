@@ -140,6 +140,10 @@ pub trait ClusterKind: Send + Sync {
     /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine seals and commits
     /// those that differ from what is sealed there, before anything uses them).
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>>;
+    /// Gauges for `/metrics` from its last plan (what its record says, as numbers).
+    fn gauges(&self) -> Vec<crate::metrics::Gauge> {
+        Vec::new()
+    }
 }
 
 /// Opens a secret of `orbiter/secrets.yml` by path (`None`: not stored yet).

@@ -254,6 +254,8 @@ impl Engine {
             && l.desired_error.is_none()
             && observed.machines().all(|m| machine_ready(m, &l.recorded));
         report.plan = p;
+        self.metrics
+            .set_kind_gauges(l.clusters.iter().flat_map(|(_, k)| k.gauges()).collect());
         self.metrics.record_iteration(
             started.elapsed(),
             (report.applied.len(), report.failed.len()),
