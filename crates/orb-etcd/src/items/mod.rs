@@ -231,12 +231,13 @@ fn dir(path: String, mode: &str, group: &str) -> Item {
 pub fn member_items(id: &str, m: &MemberConfig<'_>) -> Vec<Item> {
     let pki = |f: &str| paths::pki_file(id, f);
     let p = m.pki;
+    // Not the server certificate: etcd (3.2 and later) reads it again for every client
+    // connection, so a new one (an endpoint VIP added to its names) needs no restart, and
+    // a change that reaches every member at once restarts none of them.
     let restart_on: Vec<String> = [
         paths::config(id),
         pki("ca.crt"),
         pki("peer-ca.crt"),
-        pki("server.crt"),
-        pki("server.key"),
         pki("peer.crt"),
         pki("peer.key"),
         paths::pki_state(id),

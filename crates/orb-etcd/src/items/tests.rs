@@ -26,6 +26,7 @@ fn sample() -> tls::ClusterSecrets {
             ("a".into(), "10.0.0.1".parse().unwrap()),
         ],
         &[],
+        &[],
     )
     .unwrap()
     .0

@@ -140,6 +140,7 @@ fn the_snippet_reads_the_config_back() {
         None,
         &[("a".into(), "10.0.0.1".parse().unwrap())],
         &[],
+        &[],
     )
     .unwrap()
     .0;

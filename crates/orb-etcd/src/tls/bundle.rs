@@ -102,16 +102,17 @@ pub fn lacking(
     have: Option<&ClusterSecrets>,
     members: &[(String, IpAddr)],
     users: &[String],
+    endpoint: &[IpAddr],
 ) -> Vec<String> {
     let Some(s) = have else {
         let mut out = vec!["CA".to_owned()];
         out.extend(members.iter().map(|(n, _)| n.clone()));
         return out;
     };
-    let mut out = s.lacking_here(members, users);
+    let mut out = s.lacking_here(members, users, endpoint);
     if let Some(n) = &s.next {
         out.extend(
-            n.lacking_here(members, users)
+            n.lacking_here(members, users, endpoint)
                 .into_iter()
                 .map(|x| format!("next: {x}")),
         );
@@ -120,10 +121,19 @@ pub fn lacking(
 }
 
 impl ClusterSecrets {
-    fn lacking_here(&self, members: &[(String, IpAddr)], users: &[String]) -> Vec<String> {
+    fn lacking_here(
+        &self,
+        members: &[(String, IpAddr)],
+        users: &[String],
+        endpoint: &[IpAddr],
+    ) -> Vec<String> {
         let mut out = Vec::new();
         for (name, ip) in members {
-            if self.members.get(name).is_none_or(|c| c.ip != *ip) {
+            if self
+                .members
+                .get(name)
+                .is_none_or(|c| c.ip != *ip || c.endpoint != endpoint)
+            {
                 out.push(name.clone());
             }
         }
@@ -169,11 +179,20 @@ impl ClusterSecrets {
         })
     }
 
-    fn fill(&mut self, members: &[(String, IpAddr)], users: &[String]) -> Result<bool, TlsError> {
+    fn fill(
+        &mut self,
+        members: &[(String, IpAddr)],
+        users: &[String],
+        endpoint: &[IpAddr],
+    ) -> Result<bool, TlsError> {
         let mut changed = false;
         for (name, ip) in members {
-            if self.members.get(name).is_none_or(|c| c.ip != *ip) {
-                let certs = member_certs(&self.ca, self.peer_issuer(), name, *ip)?;
+            if self
+                .members
+                .get(name)
+                .is_none_or(|c| c.ip != *ip || c.endpoint != endpoint)
+            {
+                let certs = member_certs(&self.ca, self.peer_issuer(), name, *ip, endpoint)?;
                 self.members.insert(name.clone(), certs);
                 changed = true;
             }
@@ -207,14 +226,15 @@ impl ClusterSecrets {
         have: Option<ClusterSecrets>,
         members: &[(String, IpAddr)],
         users: &[String],
+        endpoint: &[IpAddr],
     ) -> Result<(ClusterSecrets, bool), TlsError> {
         let (mut s, mut changed) = match have {
             Some(s) => (s, false),
             None => (ClusterSecrets::new(cluster, 1)?, true),
         };
-        changed |= s.fill(members, users)?;
+        changed |= s.fill(members, users, endpoint)?;
         if let Some(n) = s.next.as_mut() {
-            changed |= n.fill(members, users)?;
+            changed |= n.fill(members, users, endpoint)?;
         }
         Ok((s, changed))
     }
@@ -225,12 +245,13 @@ impl ClusterSecrets {
         cluster: &str,
         members: &[(String, IpAddr)],
         users: &[String],
+        endpoint: &[IpAddr],
     ) -> Result<(), TlsError> {
         if self.next.is_some() {
             return Ok(());
         }
         let mut n = ClusterSecrets::new(cluster, self.generation + 1)?;
-        n.fill(members, users)?;
+        n.fill(members, users, endpoint)?;
         n.revoked = self.revoked.clone();
         n.peer_crl = crl(n.peer_issuer(), &n.revoked, 1)?;
         self.next = Some(Box::new(n));
@@ -292,9 +313,10 @@ impl ClusterSecrets {
         change: &PkiChange,
         members: &[(String, IpAddr)],
         users: &[String],
+        endpoint: &[IpAddr],
     ) -> Result<(), TlsError> {
         match change {
-            PkiChange::Rotate { .. } => self.start_rotation(cluster, members, users),
+            PkiChange::Rotate { .. } => self.start_rotation(cluster, members, users, endpoint),
             PkiChange::Publish => Ok(()),
             PkiChange::Retire => {
                 self.retire();

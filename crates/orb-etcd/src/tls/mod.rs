@@ -98,6 +98,10 @@ impl Ca {
 pub struct MemberCerts {
     /// The address the certificates name; a member moved to another address needs new ones.
     pub ip: IpAddr,
+    /// Further addresses its server certificate names: the cluster's client endpoint (a VIP
+    /// of the Orb's load balancer), so a client verifies whichever member the VIP leads to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoint: Vec<IpAddr>,
     /// For clients (port 2379), from the client CA; also used by etcd as a client of itself
     /// (gRPC gateway).
     pub server: CertPem,
@@ -221,19 +225,24 @@ fn member_sans(name: &str, ip: IpAddr) -> Result<Vec<SanType>, TlsError> {
 /// Server (from `client_ca`) and peer (from `peer_ca`) certificates of member `name` at `ip`.
 /// SANs: the member's IP, 127.0.0.1, `localhost` and its name, so clients on the machine and
 /// peers by address both verify (etcd checks a peer's certificate against its address).
+/// The server certificate also names the `endpoint` addresses (see [`MemberCerts::endpoint`]).
 pub fn member_certs(
     client_ca: &Ca,
     peer_ca: &Ca,
     name: &str,
     ip: IpAddr,
+    endpoint: &[IpAddr],
 ) -> Result<MemberCerts, TlsError> {
     let both = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
+    let mut server_sans = member_sans(name, ip)?;
+    server_sans.extend(endpoint.iter().map(|a| SanType::IpAddress(*a)));
     Ok(MemberCerts {
         ip,
-        server: leaf(client_ca, name, member_sans(name, ip)?, both.clone())?,
+        endpoint: endpoint.to_vec(),
+        server: leaf(client_ca, name, server_sans, both.clone())?,
         peer: leaf(peer_ca, name, member_sans(name, ip)?, both)?,
     })
 }

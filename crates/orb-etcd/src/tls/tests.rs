@@ -16,7 +16,7 @@ fn bundle(members: &[&str]) -> ClusterSecrets {
         .enumerate()
         .map(|(k, m)| (m.to_string(), ip(&format!("10.0.0.{}", k + 1))))
         .collect();
-    ClusterSecrets::ensure("kv", None, &ms, &["app".into()])
+    ClusterSecrets::ensure("kv", None, &ms, &["app".into()], &[])
         .unwrap()
         .0
 }
@@ -66,21 +66,28 @@ fn every_certificate_has_its_own_key_serial_and_an_expiry() {
 fn ensure_fills_gaps_only_and_drops_unwanted_users() {
     let a = ip("10.0.0.1");
     let b = ip("10.0.0.2");
-    assert_eq!(lacking(None, &[("a".into(), a)], &[]), ["CA", "a"]);
-    let (s, changed) = ClusterSecrets::ensure("kv", None, &[("a".into(), a)], &[]).unwrap();
+    assert_eq!(lacking(None, &[("a".into(), a)], &[], &[]), ["CA", "a"]);
+    let (s, changed) = ClusterSecrets::ensure("kv", None, &[("a".into(), a)], &[], &[]).unwrap();
     assert!(changed && s.members.len() == 1 && s.person.is_some());
-    assert!(lacking(Some(&s), &[("a".into(), a)], &[]).is_empty());
+    assert!(lacking(Some(&s), &[("a".into(), a)], &[], &[]).is_empty());
     assert_eq!(
-        lacking(Some(&s), &[("a".into(), b)], &["app".into()]),
+        lacking(Some(&s), &[("a".into(), b)], &["app".into()], &[]),
         ["a", "user app"]
     );
     let (s2, changed) =
-        ClusterSecrets::ensure("kv", Some(s.clone()), &[("a".into(), a)], &[]).unwrap();
+        ClusterSecrets::ensure("kv", Some(s.clone()), &[("a".into(), a)], &[], &[]).unwrap();
     assert!(!changed && s2 == s);
-    let (s3, changed) =
-        ClusterSecrets::ensure("kv", Some(s.clone()), &[("a".into(), b)], &["app".into()]).unwrap();
+    let (s3, changed) = ClusterSecrets::ensure(
+        "kv",
+        Some(s.clone()),
+        &[("a".into(), b)],
+        &["app".into()],
+        &[],
+    )
+    .unwrap();
     assert!(changed && s3.members["a"].ip == b && s3.ca == s.ca && s3.users.contains_key("app"));
-    let (s4, changed) = ClusterSecrets::ensure("kv", Some(s3), &[("a".into(), b)], &[]).unwrap();
+    let (s4, changed) =
+        ClusterSecrets::ensure("kv", Some(s3), &[("a".into(), b)], &[], &[]).unwrap();
     assert!(changed && s4.users.is_empty());
 }
 
@@ -104,6 +111,7 @@ fn secrets_round_trip_and_old_bundles_still_read() {
         "kv",
         Some(old.clone()),
         &[("a".into(), ip("10.0.0.1"))],
+        &[],
         &[],
     )
     .unwrap();
@@ -142,8 +150,8 @@ fn revoking_a_member_lists_its_peer_serial_in_both_generations() {
         ("a".to_string(), ip("10.0.0.1")),
         ("b".to_string(), ip("10.0.0.2")),
     ];
-    let mut s = ClusterSecrets::ensure("kv", None, &ms, &[]).unwrap().0;
-    s.start_rotation("kv", &ms, &[]).unwrap();
+    let mut s = ClusterSecrets::ensure("kv", None, &ms, &[], &[]).unwrap().0;
+    s.start_rotation("kv", &ms, &[], &[]).unwrap();
     let old = serial_hex(&serial_of(&s.members["b"].peer.cert).unwrap());
     let new = serial_hex(&serial_of(&s.next.as_ref().unwrap().members["b"].peer.cert).unwrap());
     let crl_before = s.peer_crl.clone();
@@ -165,12 +173,12 @@ fn revoking_a_member_lists_its_peer_serial_in_both_generations() {
 #[test]
 fn stages_of_a_rotation_always_share_a_ca() {
     let ms = [("a".to_string(), ip("10.0.0.1"))];
-    let mut s = ClusterSecrets::ensure("kv", None, &ms, &["app".into()])
+    let mut s = ClusterSecrets::ensure("kv", None, &ms, &["app".into()], &[])
         .unwrap()
         .0;
     let cur = s.member_pki("a", PkiStage::NextOnly).unwrap();
     assert_eq!(cur.label, "trust 1 certs 1", "no rotation: current only");
-    s.start_rotation("kv", &ms, &["app".into()]).unwrap();
+    s.start_rotation("kv", &ms, &["app".into()], &[]).unwrap();
     let n = s.next.as_deref().unwrap().clone();
     let label = |st| s.member_pki("a", st).unwrap().label;
     assert_eq!(label(PkiStage::Current), "trust 1 certs 1");
@@ -343,4 +351,37 @@ fn openssl_verifies_chains_purposes_and_the_crl() {
     ] {
         assert!(text.contains(want), "{want} missing in {text}");
     }
+}
+
+/// An endpoint VIP: named by every member's server certificate (reissued when it changes),
+/// never by a peer certificate (peers meet by their own addresses).
+#[test]
+fn an_endpoint_vip_is_named_by_server_certificates_only() {
+    use std::process::Command;
+    let (a, vip) = (ip("10.0.0.1"), ip("10.0.0.100"));
+    let members = [("a".to_owned(), a)];
+    let (s, _) = ClusterSecrets::ensure("kv", None, &members, &[], &[]).unwrap();
+    assert_eq!(lacking(Some(&s), &members, &[], &[vip]), ["a"]);
+    let (s2, changed) =
+        ClusterSecrets::ensure("kv", Some(s.clone()), &members, &[], &[vip]).unwrap();
+    assert!(changed && s2.members["a"].endpoint == [vip] && s2.ca == s.ca);
+    assert_ne!(s2.members["a"].server.cert, s.members["a"].server.cert);
+    assert!(lacking(Some(&s2), &members, &[], &[vip]).is_empty());
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped the SAN check: no openssl on this host");
+        return;
+    }
+    let sans = |cert: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("leaf.pem");
+        std::fs::write(&p, cert).unwrap();
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(sans(&s2.members["a"].server.cert).contains("IP Address:10.0.0.100"));
+    assert!(!sans(&s2.members["a"].peer.cert).contains("10.0.0.100"));
 }

@@ -26,7 +26,7 @@ impl Lab {
     /// issues it.
     pub(crate) fn new(ms: &[Machine]) -> Lab {
         let (secrets, _) =
-            ClusterSecrets::ensure(CLUSTER, None, &Self::names(ms), &users()).unwrap();
+            ClusterSecrets::ensure(CLUSTER, None, &Self::names(ms), &users(), &[]).unwrap();
         Lab {
             secrets,
             stages: BTreeMap::new(),

@@ -56,6 +56,7 @@ pub(crate) fn removed_member_refused(
         Some(lab.secrets.clone()),
         &Lab::names(ms),
         &users(),
+        &[],
     )
     .unwrap();
     lab.secrets = s;

@@ -68,7 +68,7 @@ pub(crate) fn rotate(
     let mut windows = Vec::new();
     let old = lab.secrets.clone();
     lab.secrets
-        .start_rotation(CLUSTER, &Lab::names(ms), &users())
+        .start_rotation(CLUSTER, &Lab::names(ms), &users(), &[])
         .unwrap();
     let next = lab.secrets.next.as_deref().unwrap().clone();
     // Clients read the bundle at once (`<cluster>.ca`).

@@ -135,8 +135,12 @@ impl LoadBalancer {
             .providers
             .get(&self.provider)
             .and_then(|p| p.packages.as_ref());
+        // Offered once: the provider's repository then has them, and the machines' apt sees
+        // them at its next update (at most a minute later, see `observe_command`).
         if let Some(c) = catalog
-            && PACKAGES.iter().any(|p| !c.asked.contains(*p))
+            && PACKAGES
+                .iter()
+                .any(|p| !c.asked.contains(*p) && !c.versions.contains_key(*p))
         {
             needs.offer.insert(
                 self.provider.clone(),
@@ -202,7 +206,7 @@ impl ClusterKind for LoadBalancer {
             "{}\necho '{PACKAGES_MARK}'
 stamp=/var/lib/orbiter-lb/lists-updated
 if apt-cache policy {names} 2>/dev/null | grep -q 'Candidate: (none)' || [ \"$(apt-cache policy {names} 2>/dev/null | grep -c Candidate:)\" != 2 ]; then
-  if [ -z \"$(find \"$stamp\" -mmin -10 2>/dev/null)\" ]; then
+  if [ -z \"$(find \"$stamp\" -mmin -1 2>/dev/null)\" ]; then
     mkdir -p /var/lib/orbiter-lb && touch \"$stamp\"
     timeout 120 apt-get update -qq >/dev/null 2>&1
   fi

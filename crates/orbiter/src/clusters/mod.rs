@@ -156,14 +156,24 @@ pub fn record_path(id: &Id) -> String {
 
 /// Builds the kind of each cluster from orbiter.yml, its record and its sealed secrets.
 /// `secret(path)` opens a secret of `orbiter/secrets.yml`.
+/// `orb` resolves what a cluster names elsewhere in it (its endpoint transport's VIP).
 pub fn for_spec(
     id: &Id,
+    orb: &orb_model::Orb,
     spec: &ClusterSpec,
     record: Option<&str>,
     secret: SecretReader<'_>,
 ) -> Result<Box<dyn ClusterKind>> {
     match spec {
-        ClusterSpec::Etcd(e) => Ok(Box::new(etcd::Etcd::load(id, e, record, secret)?)),
+        ClusterSpec::Etcd(e) => {
+            let endpoint = e
+                .endpoint
+                .iter()
+                .filter_map(|t| orb.transport(t.value.as_str()))
+                .map(|t| std::net::IpAddr::V4(t.ip))
+                .collect();
+            Ok(Box::new(etcd::Etcd::load(id, e, endpoint, record, secret)?))
+        }
     }
 }
 

@@ -156,7 +156,7 @@ impl Engine {
             let record = read(&snap, &record_path(id))?;
             clusters.push((
                 id.clone(),
-                crate::clusters::for_spec(id, &node.spec, record.as_deref(), &open)?,
+                crate::clusters::for_spec(id, &orb, &node.spec, record.as_deref(), &open)?,
             ));
         }
         // A provider's load balancer: one kind per pool holding VIPs.

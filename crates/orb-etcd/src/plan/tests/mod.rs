@@ -55,7 +55,7 @@ fn ensure_secrets(
     have: Option<ClusterSecrets>,
     members: &[(String, IpAddr)],
 ) -> Result<(ClusterSecrets, bool), crate::tls::TlsError> {
-    ClusterSecrets::ensure(cluster, have, members, &[])
+    ClusterSecrets::ensure(cluster, have, members, &[], &[])
 }
 
 fn config_of(items: &[Item]) -> Option<OnDisk> {

@@ -452,14 +452,15 @@ impl Sim {
             .iter()
             .map(|u| u.name.value.clone())
             .collect();
-        let lacking = crate::tls::lacking(Some(&self.secrets), &all, &users);
+        let lacking = crate::tls::lacking(Some(&self.secrets), &all, &users, &[]);
         if !p.pki.is_empty() || !lacking.is_empty() {
             for c in &p.pki {
-                self.secrets.apply("kv", c, &all, &users).unwrap();
+                self.secrets.apply("kv", c, &all, &users, &[]).unwrap();
             }
-            self.secrets = ClusterSecrets::ensure("kv", Some(self.secrets.clone()), &all, &users)
-                .unwrap()
-                .0;
+            self.secrets =
+                ClusterSecrets::ensure("kv", Some(self.secrets.clone()), &all, &users, &[])
+                    .unwrap()
+                    .0;
             self.generated.extend(p.pki.iter().cloned());
         }
         for s in &p.steps {
