@@ -30,7 +30,7 @@ pub struct LbInput<'a> {
     pub machines: &'a BTreeMap<Id, Vec<LbMachine>>,
     /// The VRRP password Orbiter generated; see [`crate::auth_pass`].
     pub vrrp_password: &'a [u8],
-    /// Where the VIPs live on the machines (`host0` on Local machines).
+    /// Where the VIPs live on the machines (`eth0` on Local machines).
     pub interface: &'a str,
     /// The VIPs' prefix length on that interface; 32 adds no route and is always safe.
     pub vip_prefix: u8,

@@ -103,6 +103,19 @@ pub(crate) fn configure_inside(
     gateway: Ipv4Addr,
 ) -> Result<(), Error> {
     run(&mut cmd("ip", ["-n", netns, "link", "set", "lo", "up"]))?;
+    // A load balancer binds addresses it does not hold yet (its VIPs). nspawn keeps the
+    // machine's /proc/sys read-only, so the per-namespace setting is made from here.
+    run(&mut cmd(
+        "ip",
+        [
+            "netns",
+            "exec",
+            netns,
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind",
+        ],
+    ))?;
     run(&mut cmd(
         "ip",
         [

@@ -60,7 +60,7 @@ fn password_path(provider: &Id) -> String {
 }
 
 impl LoadBalancer {
-    /// `interface`: where VIPs live on the provider's machines (`host0` on Local machines).
+    /// `interface`: where VIPs live on the provider's machines (`eth0` on Local machines).
     pub fn load(
         provider: &Id,
         pool: &Id,

@@ -164,10 +164,8 @@ impl Engine {
             let Some(lb) = node.spec.model().loadbalancing() else {
                 continue;
             };
-            let interface = match node.spec {
-                orb_model::registry::ProviderSpec::Local(_) => "host0",
-                _ => "eth0",
-            };
+            // Local machines' veth ends are named eth0 (orb-machines); so are most clouds'.
+            let interface = "eth0";
             for pool in lb.vip_pools() {
                 let record = read(
                     &snap,
