@@ -34,9 +34,11 @@ exit 1
 }
 
 /// The VRRP priority of the machine at `index` (0 = first): distinct, so the first election
-/// is decided, and below 255 (reserved for an address's owner).
+/// is decided, and below 255 (reserved for an address's owner). High, because a backup waits
+/// `3 × advert_int + (256 − priority) / 256 s` for a silent master: at 253 the skew is 12 ms,
+/// so the VIP moves 2–3 s after its holder dies.
 pub fn priority(index: usize) -> u8 {
-    u8::try_from(200usize.saturating_sub(index)).map_or(1, |p| p.max(1))
+    u8::try_from(254usize.saturating_sub(index)).map_or(1, |p| p.max(1))
 }
 
 /// The file for `me`, the machine at `index` of its pool `machines` (sorted).

@@ -144,7 +144,7 @@ fn keepalived_is_unicast_backup_with_ordered_priorities() {
     for line in [
         "global_defs {\n    enable_script_security\n    script_user root\n}\n",
         "vrrp_script chk_proxy {\n    script \"/usr/local/lib/orbiter/lb-ready\"\n    interval 1\n    timeout 2\n    fall 2\n    rise 2\n}\n",
-        "vrrp_instance vip_10_0_0_100 {\n    state BACKUP\n    nopreempt\n    interface host0\n    virtual_router_id 100\n    priority 200\n    advert_int 1\n",
+        "vrrp_instance vip_10_0_0_100 {\n    state BACKUP\n    nopreempt\n    interface host0\n    virtual_router_id 100\n    priority 254\n    advert_int 1\n",
         "    unicast_src_ip 10.0.0.11\n    unicast_peer {\n        10.0.0.12\n    }\n",
         "    authentication {\n        auth_type PASS\n        auth_pass s3cret-v\n    }\n",
         "    track_script {\n        chk_proxy\n    }\n",
@@ -154,7 +154,7 @@ fn keepalived_is_unicast_backup_with_ordered_priorities() {
         assert!(one.contains(line), "missing\n{line}\nin\n{one}");
     }
     assert!(
-        two.contains("    priority 199\n") && !two.contains("priority 200"),
+        two.contains("    priority 253\n") && !two.contains("priority 254"),
         "{two}"
     );
     assert!(
@@ -363,7 +363,7 @@ fn bad_input_is_refused() {
 #[test]
 fn priorities_descend_and_stay_valid() {
     assert_eq!(
-        (priority(0), priority(1), priority(199), priority(500)),
-        (200, 199, 1, 1)
+        (priority(0), priority(1), priority(253), priority(500)),
+        (254, 253, 1, 1)
     );
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod e2e;
+pub mod etcd;
 pub mod human;
 pub mod lb_client;
 pub mod local_orb;
