@@ -3,7 +3,8 @@
 # systems booted on this host by the Local provider. It configures the Orb, commits orbiter.yml
 # like a person would, takes off (machines created, node agent installed, node software applied,
 # the Orbiter daemon left running on this host), scales a pool by a commit, rolls a change out
-# in waves with health gates, and tears down.
+# in waves with health gates, puts a VIP with keepalived and HAProxy in front of the pool and
+# power-cuts the machine holding it, and tears down.
 # Needs root. KEEP=1 leaves everything running (remove it with: orbctl teardown --yes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,18 @@ software:
         - file: {path: /etc/motd, content: "This machine is managed by Orbiter.\n"}
         - file: {path: /etc/demo-token, secret: token, mode: "0600"}
         - unit: {name: hello-loop.service, content: "[Unit]\nDescription=says hello\n[Service]\nExecStart=/bin/sh -c 'while true; do /usr/bin/hello; sleep 60; done'\n[Install]\nWantedBy=multi-user.target\n", enabled: true, active: true}
+        - file:
+            path: /usr/local/bin/whoami-http
+            mode: "0755"
+            content: |
+              #!/usr/bin/perl
+              use IO::Socket::INET;
+              \$SIG{PIPE} = 'IGNORE';
+              my \$name = \`hostname\`; chomp \$name;
+              my \$s = IO::Socket::INET->new(LocalPort => 8080, Listen => 64, ReuseAddr => 1) or die "listen: \$!\n";
+              while (my \$c = \$s->accept) { my \$r = <\$c>; print \$c "HTTP/1.0 200 OK\r\n\r\nhello from \$name\n"; close \$c; }
+        - unit: {name: whoami-http.service, content: "[Unit]\nDescription=answers its hostname on port 8080\n[Service]\nExecStart=/usr/local/bin/whoami-http\n[Install]\nWantedBy=multi-user.target\n", enabled: true, active: true, restart_on: [/usr/local/bin/whoami-http]}
+        - health: {name: whoami, http: "http://127.0.0.1:8080/", expect: 200, timeout: 2s}
 YAML
 git -C "$work/checkout" add orbiter.yml
 git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -m "Two web machines"
@@ -106,6 +119,48 @@ for _ in $(seq 1 120); do
 done
 "$orbctl" rollout status local.web
 "$orbctl" node exec local.web-3 -- 'cat /etc/motd'
+
+step "A load balancer by a commit: a VIP held by keepalived on two new machines, HAProxy in front of the web pool"
+git -C "$work/checkout" pull -q origin main
+web1=$("$orbctl" node list -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["local.web-1"]["ip"])')
+vip="${web1%.*}.200"
+lb="    loadbalancing:
+      kind: DynamicLoadBalancer
+      version: v2
+      spec:
+        lb:
+          - ip: $vip
+            transport:
+              - name: web
+                frontendport: 80
+                backendport: 8080
+                backendpools: [web]
+                healthchecks: {protocol: http, path: /, code: 200}
+"
+# Pool lb beside web, loadbalancing at the end of the provider (before the next top-level key).
+awk -v lb="$lb" '
+  /^providers:/ { inprov = 1; print; next }
+  inprov && /^[^ #]/ { printf "%s", lb; inprov = 0 }
+  { print }
+  /^      pools:$/ { print "        lb:\n          nodes: 2" }
+  END { if (inprov) printf "%s", lb }
+' "$work/checkout/orbiter.yml" > "$work/orbiter.yml.new"
+mv "$work/orbiter.yml.new" "$work/checkout/orbiter.yml"
+git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -am "A VIP in front of the web pool"
+git -C "$work/checkout" push -q origin HEAD:main
+for _ in $(seq 1 150); do
+  curl -s -m 1 "http://$vip/" >/dev/null 2>&1 && break
+  sleep 2
+done
+for _ in 1 2 3; do curl -s -m 1 "http://$vip/"; done
+for _ in $(seq 1 30); do "$orbctl" lb status 2>/dev/null | grep -q "held by" && break; sleep 2; done
+"$orbctl" lb status
+holder=$("$orbctl" lb status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["vips"][0]["holder"])')
+echo "power cut of $holder, the VIP's holder:"
+"$orbctl" local power-cut --name "$name" "$holder"
+start=$(date +%s%N)
+until curl -s -m 1 "http://$vip/" >/dev/null 2>&1; do sleep 0.1; done
+echo "the VIP answered again after $(( ($(date +%s%N) - start) / 1000000 )) ms: $(curl -s -m 1 "http://$vip/")"
 
 step "The secret is on the machines (0600), and nowhere in the repository's history"
 "$orbctl" node exec local.web-1 -- 'sudo stat -c "%a %U %n" /etc/demo-token; sudo cat /etc/demo-token'

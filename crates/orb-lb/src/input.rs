@@ -1,5 +1,5 @@
-//! What the caller hands in: one provider's spec, its machines, the VRRP secret, the interface
-//! and the package versions. Orbiter resolves all of these; nothing here looks anything up.
+//! What the caller hands in: one provider's spec, its machines, the VRRP secret, the machines'
+//! interfaces and the package versions. Orbiter resolves all of these; nothing here looks anything up.
 
 use orb_model::Id;
 use orb_model::kinds::load_balancer::DynamicLoadBalancer;
@@ -30,7 +30,10 @@ pub struct LbInput<'a> {
     pub machines: &'a BTreeMap<Id, Vec<LbMachine>>,
     /// The VRRP password Orbiter generated; see [`crate::auth_pass`].
     pub vrrp_password: &'a [u8],
-    /// Where the VIPs live on the machines (`eth0` on Local machines).
+    /// Where the VIPs live on each machine: the interface carrying its own address, as its
+    /// observation showed ([`crate::LbMachineObservation::interface_of`]).
+    pub interfaces: &'a BTreeMap<Id, String>,
+    /// Where they live on a machine not observed yet (`eth0`).
     pub interface: &'a str,
     /// The VIPs' prefix length on that interface; 32 adds no route and is always safe.
     pub vip_prefix: u8,
@@ -44,6 +47,13 @@ impl LbInput<'_> {
         v.sort();
         v.dedup_by(|a, b| a.id == b.id);
         v
+    }
+
+    /// The VIP interface of machine `id`.
+    pub fn interface_of(&self, id: &Id) -> &str {
+        self.interfaces
+            .get(id)
+            .map_or(self.interface, String::as_str)
     }
 
     /// Every machine of the provider, sorted by id.

@@ -199,6 +199,7 @@ mod tests {
     ) -> LbMachineObservation {
         LbMachineObservation {
             addresses: addresses.iter().map(|a| Ipv4Addr::from(*a)).collect(),
+            interfaces: Vec::new(),
             servers: servers.map(|s| {
                 s.iter()
                     .map(|(t, m, st)| ServerObservation {

@@ -140,9 +140,7 @@ fn recorded(repo: &Path) -> (Option<String>, usize) {
 
 /// What the load balancer on `m` shows: the addresses on its VIP interface and HAProxy's view.
 fn observe(m: &Machine) -> LbMachineObservation {
-    let out = m
-        .exec(&["bash", "-c", &orb_lb::observe_command("eth0")])
-        .unwrap();
+    let out = m.exec(&["bash", "-c", &orb_lb::observe_command()]).unwrap();
     orb_lb::parse_observation(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default()
 }
 

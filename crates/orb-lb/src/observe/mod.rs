@@ -1,4 +1,4 @@
-//! Observation of one load balancing machine: which addresses its VIP interface holds, and
+//! Observation of one load balancing machine: which addresses it holds on which interface, and
 //! how its HAProxy sees every backend server. One POSIX sh command, run as root, that always
 //! exits 0 and prints bounded sections; the parser takes whatever came back (a machine may be
 //! broken or hostile) and never panics.
@@ -21,13 +21,12 @@ pub const MAX_SERVERS: usize = 4096;
 /// Longer fields (a check's text) are cut here.
 pub const MAX_FIELD: usize = 160;
 
-/// The command for a machine whose VIPs live on `interface`.
-pub fn observe_command(interface: &str) -> String {
-    let iface = interface.replace('\'', "'\\''");
+/// The command for a load balancing machine.
+pub fn observe_command() -> String {
     format!(
         "echo '{HEADER}'
 echo '{ADDRESSES}'
-ip -o -4 addr show dev '{iface}' 2>/dev/null | head -n {MAX_ADDRESSES}
+ip -o -4 addr show 2>/dev/null | head -n {MAX_ADDRESSES}
 echo '{STATS}'
 timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{STATS_PORT} || exit 1; printf \"GET /stats;csv HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n\" >&3; cat <&3' 2>/dev/null | head -c {limit}
 echo
@@ -41,8 +40,11 @@ exit 0
 /// What one machine showed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LbMachineObservation {
-    /// IPv4 addresses on the VIP interface (its own and the VIPs it holds).
+    /// IPv4 addresses of the machine (its own and the VIPs it holds), sorted.
     pub addresses: Vec<Ipv4Addr>,
+    /// The interface of each address (lines with an interface name that could not go into a
+    /// configuration file are left out).
+    pub interfaces: Vec<(Ipv4Addr, String)>,
     /// Every backend server as HAProxy sees it; `None` when its statistics did not answer
     /// (HAProxy down or not installed yet).
     pub servers: Option<Vec<ServerObservation>>,
@@ -51,6 +53,14 @@ pub struct LbMachineObservation {
 impl LbMachineObservation {
     pub fn holds(&self, vip: Ipv4Addr) -> bool {
         self.addresses.contains(&vip)
+    }
+
+    /// The interface carrying `ip` (the machine's own address: where its VIPs go).
+    pub fn interface_of(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.interfaces
+            .iter()
+            .find(|(a, _)| *a == ip)
+            .map(|(_, i)| i.as_str())
     }
 
     /// The server `server` of transport `transport`.
@@ -120,11 +130,15 @@ pub fn parse_observation(text: &str) -> Result<LbMachineObservation, String> {
         ));
     };
     let mut addresses = Vec::new();
+    let mut interfaces = Vec::new();
     for l in section(rest, ADDRESSES, STATS, false).unwrap_or("").lines() {
         if let Some(a) = address(l)
             && !addresses.contains(&a)
         {
             addresses.push(a);
+            if let Some(i) = interface(l) {
+                interfaces.push((a, i));
+            }
             if addresses.len() >= MAX_ADDRESSES {
                 break;
             }
@@ -133,6 +147,7 @@ pub fn parse_observation(text: &str) -> Result<LbMachineObservation, String> {
     addresses.sort();
     Ok(LbMachineObservation {
         addresses,
+        interfaces,
         servers: section(rest, STATS, END, true).and_then(servers),
     })
 }
@@ -149,6 +164,15 @@ fn section<'a>(text: &'a str, start: &str, end: &str, last: bool) -> Option<&'a 
         body.find(&marker)
     };
     Some(&body[..to.map_or(body.len(), |t| t + 1)])
+}
+
+/// The interface of an `ip -o -4 addr` line (`2: eth0    inet …`), when it is a name that
+/// may go into keepalived.conf.
+fn interface(line: &str) -> Option<String> {
+    let name = line.split_whitespace().nth(1)?;
+    let name = name.split('@').next()?;
+    crate::input::check_interface(name).ok()?;
+    Some(name.to_owned())
 }
 
 /// The address of an `ip -o -4 addr` line: the word after `inet`, without its prefix.

@@ -77,7 +77,7 @@ vrrp_script chk_proxy {{
         // loopback keeps it unicast, and nothing leaves the machine.
         peers.push("127.0.0.1".to_owned());
     }
-    let iface = input.interface;
+    let iface = input.interface_of(&me.id);
     for vip in vips {
         let ip = vip.ip.value;
         let Some(vrid) = virtual_router_id(ip) else {

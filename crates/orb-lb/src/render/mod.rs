@@ -50,6 +50,9 @@ pub struct MachineLb {
 /// whatever the order of the machines.
 pub fn render(input: &LbInput) -> Result<BTreeMap<Id, MachineLb>, LbError> {
     check_interface(input.interface)?;
+    for name in input.interfaces.values() {
+        check_interface(name)?;
+    }
     if !(1..=32).contains(&input.vip_prefix) {
         return Err(LbError(format!(
             "VIP prefix /{} is not 1-32",

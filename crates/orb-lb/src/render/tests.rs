@@ -83,11 +83,14 @@ fn packages() -> Packages {
 
 fn rendered(machines: &BTreeMap<Id, Vec<LbMachine>>) -> BTreeMap<Id, MachineLb> {
     let (spec, packages, provider) = (spec(), packages(), id("lab"));
+    // lb-2's address was observed on ens4; lb-1 is not observed yet (the default).
+    let interfaces = BTreeMap::from([(id("lb-2"), "ens4".to_owned())]);
     render(&LbInput {
         provider: &provider,
         spec: &spec,
         machines,
         vrrp_password: b"s3cret-vrrp-password",
+        interfaces: &interfaces,
         interface: "host0",
         vip_prefix: 32,
         packages: &packages,
@@ -156,6 +159,10 @@ fn keepalived_is_unicast_backup_with_ordered_priorities() {
     assert!(
         two.contains("    priority 253\n") && !two.contains("priority 254"),
         "{two}"
+    );
+    assert!(
+        two.contains("    interface ens4\n") && two.contains("10.0.0.100/32 dev ens4\n"),
+        "each machine's own interface: {two}"
     );
     assert!(
         two.contains(
@@ -314,11 +321,13 @@ fn auth_pass_is_eight_printable_characters() {
 #[test]
 fn bad_input_is_refused() {
     let (spec, packages, provider, machines) = (spec(), packages(), id("lab"), two());
+    let none = BTreeMap::new();
     let input = LbInput {
         provider: &provider,
         spec: &spec,
         machines: &machines,
         vrrp_password: b"s3cret-vrrp-password",
+        interfaces: &none,
         interface: "host0",
         vip_prefix: 32,
         packages: &packages,

@@ -213,7 +213,7 @@ if apt-cache policy {names} 2>/dev/null | grep -q 'Candidate: (none)' || [ \"$(a
 fi
 for p in {names}; do echo \"$p $(apt-cache policy \"$p\" 2>/dev/null | awk '/Candidate:/ {{print $2; exit}}')\"; done
 true",
-            orb_lb::observe_command(&self.interface).trim_end().trim_end_matches("exit 0")
+            orb_lb::observe_command().trim_end().trim_end_matches("exit 0")
         )
     }
 
@@ -251,21 +251,6 @@ true",
                     });
             }
         }
-        let render = |pw: &[u8]| {
-            orb_lb::render(&LbInput {
-                provider: &self.provider,
-                spec: &self.spec,
-                machines: &machines,
-                vrrp_password: pw,
-                interface: &self.interface,
-                vip_prefix: 32,
-                packages: &packages,
-            })
-            .map_err(|e| anyhow!("load balancer of provider {}: {e}", self.provider))
-        };
-        let rendered = render(&password)?;
-        let placeholder = render(b"placeholder-not-the-secret")?;
-
         let observations: BTreeMap<Id, LbMachineObservation> = input
             .outputs
             .iter()
@@ -275,6 +260,31 @@ true",
                     .map(|o| (k.machine.clone(), o))
             })
             .collect();
+        // Each machine's VIPs go on the interface carrying its own address.
+        let interfaces: BTreeMap<Id, String> = machines
+            .values()
+            .flatten()
+            .filter_map(|m| {
+                let i = observations.get(&m.id)?.interface_of(m.ip)?;
+                Some((m.id.clone(), i.to_owned()))
+            })
+            .collect();
+        let render = |pw: &[u8]| {
+            orb_lb::render(&LbInput {
+                provider: &self.provider,
+                spec: &self.spec,
+                machines: &machines,
+                vrrp_password: pw,
+                interfaces: &interfaces,
+                interface: &self.interface,
+                vip_prefix: 32,
+                packages: &packages,
+            })
+            .map_err(|e| anyhow!("load balancer of provider {}: {e}", self.provider))
+        };
+        let rendered = render(&password)?;
+        let placeholder = render(b"placeholder-not-the-secret")?;
+
         let mut record =
             orb_lb::build_record(&self.provider, &self.own_spec(), &machines, &observations);
         record.configured = self.record.configured.clone();
@@ -307,6 +317,13 @@ true",
                 if m.reach.logged_in() && !machine_ready(m, input.recorded) {
                     changing.push(m.machine.key.clone());
                 }
+            } else if m.reach.logged_in() && !interfaces.contains_key(id) {
+                // Not configured on a guess: it waits for an observation naming its interface.
+                needs.frozen.insert(
+                    m.machine.key.clone(),
+                    "its load balancer waits for the interface of its address to be observed"
+                        .into(),
+                );
             } else if m.reach.logged_in() {
                 behind.push((holds_vip(id), m.machine.key.clone(), want));
             }
