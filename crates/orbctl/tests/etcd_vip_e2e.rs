@@ -100,6 +100,26 @@ fn longest_gap(ok: &[(u64, u64)]) -> u64 {
         .unwrap_or(0)
 }
 
+/// On failure: what a plan says now (what Orbiter waits for).
+struct PlanOnPanic<'a> {
+    person: &'a Person,
+    bins: &'a Binaries,
+}
+
+impl Drop for PlanOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let plan = self
+                .person
+                .cmd(&["plan"])
+                .env("ORBITER_NODE_AGENT", self.bins.node_agent())
+                .output()
+                .unwrap();
+            eprintln!("--- plan:\n{}", String::from_utf8_lossy(&plan.stdout));
+        }
+    }
+}
+
 #[test]
 fn the_etcd_endpoint_behind_a_vip_serves_a_writer_through_power_cut_and_replacement() {
     let host = Host::new().expect("this test needs root and the orb-machines host tools");
@@ -111,6 +131,10 @@ fn the_etcd_endpoint_behind_a_vip_serves_a_writer_through_power_cut_and_replacem
         person: Some(p.home.path().to_owned()),
     };
     let bins = Binaries::snapshot();
+    let _plan = PlanOnPanic {
+        person: &p,
+        bins: &bins,
+    };
     p.ok(&[
         "configure",
         "--repourl",
@@ -192,7 +216,7 @@ fn the_etcd_endpoint_behind_a_vip_serves_a_writer_through_power_cut_and_replacem
     let new_id = newcomer.trim_start_matches("loc.").to_owned();
     wait_for(
         "HAProxy sending to the new member and not to etcd-3",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         || {
             let cfg = sh(&lbs[1 - first], "cat /etc/haproxy/haproxy.cfg");
             cfg.contains(&format!("server {new_id} ")) && !cfg.contains("server etcd-3 ")

@@ -32,7 +32,12 @@ pub(super) fn replace_dead(cx: &mut Ctx<'_>, f: &Facts<'_>) -> ControlFlow<()> {
         .record
         .members
         .iter()
-        .filter(|m| m.state == MemberState::Member && m.id != leader)
+        // A leader is healthy by definition here, except on a machine to be replaced: it
+        // still leads and leaves like any other (leadership moves first, `remove_leaving`).
+        .filter(|m| {
+            m.state == MemberState::Member
+                && (m.id != leader || cx.cand(&m.name).is_some_and(|c| c.gone && c.reachable))
+        })
         .filter(|m| {
             let gone = cx.cand(&m.name).is_none_or(|c| c.gone);
             let long = m
@@ -66,7 +71,7 @@ pub(super) fn replace_dead(cx: &mut Ctx<'_>, f: &Facts<'_>) -> ControlFlow<()> {
                 )
             }
         ));
-        // Remove it now (it is not the leader: a leader is healthy by definition here).
+        // Remove it now, unless it leads: then leadership moves first.
         if let (Some(id), Some(via)) = (d.id, f.via(cx, &d.name))
             && Some(id) != leader
         {

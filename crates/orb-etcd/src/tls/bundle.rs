@@ -7,7 +7,7 @@
 use super::RotationPhase;
 use super::{
     Ca, CertPem, MemberCerts, TlsError, client_cert, crl, generate_ca, member_certs, serial_hex,
-    serial_of,
+    serial_of, server_cert,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -187,11 +187,16 @@ impl ClusterSecrets {
     ) -> Result<bool, TlsError> {
         let mut changed = false;
         for (name, ip) in members {
-            if self
-                .members
-                .get(name)
-                .is_none_or(|c| c.ip != *ip || c.endpoint != endpoint)
+            if let Some(c) = self.members.get(name)
+                && c.ip == *ip
+                && c.endpoint != endpoint
             {
+                let server = server_cert(&self.ca, name, *ip, endpoint)?;
+                let c = self.members.get_mut(name).expect("checked above");
+                c.server = server;
+                c.endpoint = endpoint.to_vec();
+                changed = true;
+            } else if self.members.get(name).is_none_or(|c| c.ip != *ip) {
                 let certs = member_certs(&self.ca, self.peer_issuer(), name, *ip, endpoint)?;
                 self.members.insert(name.clone(), certs);
                 changed = true;

@@ -233,18 +233,31 @@ pub fn member_certs(
     ip: IpAddr,
     endpoint: &[IpAddr],
 ) -> Result<MemberCerts, TlsError> {
-    let both = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let mut server_sans = member_sans(name, ip)?;
-    server_sans.extend(endpoint.iter().map(|a| SanType::IpAddress(*a)));
     Ok(MemberCerts {
         ip,
         endpoint: endpoint.to_vec(),
-        server: leaf(client_ca, name, server_sans, both.clone())?,
-        peer: leaf(peer_ca, name, member_sans(name, ip)?, both)?,
+        server: server_cert(client_ca, name, ip, endpoint)?,
+        peer: leaf(peer_ca, name, member_sans(name, ip)?, BOTH.to_vec())?,
     })
+}
+
+/// Server and client use: etcd is a client of itself (gRPC gateway) and of its peers.
+const BOTH: [ExtendedKeyUsagePurpose; 2] = [
+    ExtendedKeyUsagePurpose::ServerAuth,
+    ExtendedKeyUsagePurpose::ClientAuth,
+];
+
+/// The server certificate of member `name` alone: a new endpoint changes only this one, so
+/// the member keeps its peer certificate (and needs no restart).
+pub fn server_cert(
+    client_ca: &Ca,
+    name: &str,
+    ip: IpAddr,
+    endpoint: &[IpAddr],
+) -> Result<CertPem, TlsError> {
+    let mut sans = member_sans(name, ip)?;
+    sans.extend(endpoint.iter().map(|a| SanType::IpAddress(*a)));
+    leaf(client_ca, name, sans, BOTH.to_vec())
 }
 
 /// A client certificate for etcd user `user` (its CN).

@@ -366,6 +366,10 @@ fn an_endpoint_vip_is_named_by_server_certificates_only() {
         ClusterSecrets::ensure("kv", Some(s.clone()), &members, &[], &[vip]).unwrap();
     assert!(changed && s2.members["a"].endpoint == [vip] && s2.ca == s.ca);
     assert_ne!(s2.members["a"].server.cert, s.members["a"].server.cert);
+    assert_eq!(
+        s2.members["a"].peer, s.members["a"].peer,
+        "the peer certificate stays: no restart"
+    );
     assert!(lacking(Some(&s2), &members, &[], &[vip]).is_empty());
     if Command::new("openssl").arg("version").output().is_err() {
         eprintln!("skipped the SAN check: no openssl on this host");

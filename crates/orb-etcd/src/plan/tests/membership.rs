@@ -92,6 +92,29 @@ fn removing_the_leader_moves_leadership_first() {
 }
 
 #[test]
+fn replacing_the_leaders_machine_moves_leadership_first() {
+    let mut s = bootstrapped(4, 3);
+    let m1 = s.members.iter().find(|x| x.name == "lab.m1").unwrap().id;
+    s.leader = Some(m1);
+    s.m("lab.m1").replacing = true;
+    let p = s.step();
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    let p = s.step();
+    assert!(
+        matches!(&p.steps[..], [EtcdStep::MoveLeader { via, .. }] if via == "lab.m1"),
+        "{:?} {:?}",
+        p.steps,
+        p.waiting
+    );
+    s.converge(40);
+    let names = s.started_members();
+    assert!(
+        !names.contains(&"lab.m1".to_owned()) && names.len() == 3,
+        "{names:?}"
+    );
+}
+
+#[test]
 fn no_scale_in_while_a_member_is_unhealthy() {
     let mut s = bootstrapped(5, 5);
     s.spec.nodes.value = 3;

@@ -10,6 +10,8 @@ pub(super) struct SimMachine {
     pub(super) name: String,
     pub(super) ip: IpAddr,
     pub(super) gone: bool,
+    /// A person asked to replace it (`replacementrequired`): still running and reachable.
+    pub(super) replacing: bool,
     pub(super) reachable: bool,
     /// Refuses to run etcd (a broken package, a full disk).
     pub(super) broken: bool,
@@ -85,6 +87,7 @@ impl Sim {
                 pki: None,
                 pki_frozen: false,
                 forge: None,
+                replacing: false,
             })
             .collect();
         let all: Vec<(String, IpAddr)> = machines.iter().map(|m| (m.name.clone(), m.ip)).collect();
@@ -119,7 +122,7 @@ impl Sim {
                 ip: m.ip,
                 ready: m.reachable && !m.gone,
                 reachable: m.reachable && !m.gone,
-                gone: m.gone,
+                gone: m.gone || m.replacing,
             })
             .collect()
     }
