@@ -309,9 +309,12 @@ impl ClusterKind for Etcd {
                     needs.items.insert(k.clone(), items.clone());
                 }
                 None => {
-                    needs
-                        .frozen
-                        .insert(k.clone(), "its etcd certificates are missing".to_owned());
+                    let why = if input.replacing.contains(k) {
+                        "it is being replaced: its etcd member leaves first"
+                    } else {
+                        "its etcd certificates are missing"
+                    };
+                    needs.frozen.insert(k.clone(), why.to_owned());
                 }
             }
             if !p.releasable.contains(&k.to_string()) {
