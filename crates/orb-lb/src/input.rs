@@ -3,7 +3,7 @@
 
 use orb_model::Id;
 use orb_model::kinds::load_balancer::DynamicLoadBalancer;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -35,6 +35,9 @@ pub struct LbInput<'a> {
     pub interfaces: &'a BTreeMap<Id, String>,
     /// Where they live on a machine not observed yet (`eth0`).
     pub interface: &'a str,
+    /// Per transport that is a cluster's endpoint, the only machines of its backend pools it
+    /// may send to now (the cluster's serving members); other transports send to every one.
+    pub serving: &'a BTreeMap<String, BTreeSet<Id>>,
     /// The VIPs' prefix length on that interface; 32 adds no route and is always safe.
     pub vip_prefix: u8,
     pub packages: &'a Packages,

@@ -108,6 +108,9 @@ fn transport(c: &mut String, input: &LbInput, vip: &Vip, t: &Transport) {
         .iter()
         .flat_map(|p| input.pool(&p.value))
         .collect();
+    if let Some(only) = input.serving.get(t.name.value.as_str()) {
+        servers.retain(|m| only.contains(&m.id));
+    }
     servers.sort();
     servers.dedup();
     for m in servers {

@@ -6,6 +6,7 @@ use crate::input::{LbMachine, Packages};
 use node_protocol::{Firewall, Form, NodeDesired};
 use orb_model::Orb;
 use orb_model::kinds::load_balancer::DynamicLoadBalancer;
+use std::collections::BTreeSet;
 
 pub(crate) const ORB: &str = "kind: Orb
 version: v1
@@ -92,6 +93,7 @@ fn rendered(machines: &BTreeMap<Id, Vec<LbMachine>>) -> BTreeMap<Id, MachineLb> 
         vrrp_password: b"s3cret-vrrp-password",
         interfaces: &interfaces,
         interface: "host0",
+        serving: &BTreeMap::new(),
         vip_prefix: 32,
         packages: &packages,
     })
@@ -137,6 +139,39 @@ fn haproxy_binds_every_vip_and_lists_every_backend() {
         assert!(cfg.contains(line), "missing\n{line}\nin\n{cfg}");
     }
     assert!(!cfg.contains("send-proxy-v2\n    server lb-1"), "{cfg}");
+}
+
+#[test]
+fn a_cluster_endpoint_sends_only_to_serving_members() {
+    let (spec, packages, provider, machines) = (spec(), packages(), id("lab"), two());
+    let (none, serving) = (
+        BTreeMap::new(),
+        BTreeMap::from([("kv".to_owned(), BTreeSet::from([id("w-2"), id("lb-1")]))]),
+    );
+    let out = render(&LbInput {
+        provider: &provider,
+        spec: &spec,
+        machines: &machines,
+        vrrp_password: b"s3cret-vrrp-password",
+        interfaces: &none,
+        interface: "host0",
+        serving: &serving,
+        vip_prefix: 32,
+        packages: &packages,
+    })
+    .unwrap();
+    let cfg = file(&out[&id("lb-1")], HAPROXY_CFG);
+    let kv = &cfg[cfg.find("\nbackend be-kv").unwrap() + 1..];
+    let kv = &kv[..kv.find("\n\n").unwrap_or(kv.len())];
+    assert_eq!(
+        kv,
+        "backend be-kv\n    server lb-1 10.0.0.11:2379 check inter 1s fall 2 rise 2\n    server w-2 10.0.0.22:2379 check inter 1s fall 2 rise 2\n"
+            .trim_end(),
+    );
+    // Other transports still send to every machine of their pools.
+    assert!(cfg.contains("server w-1 10.0.0.21:8443"), "{cfg}");
+    // The firewall still lets the load balancers reach every backend machine.
+    assert!(out[&id("w-1")].firewall.iter().any(|r| r.ports == ["2379"]));
 }
 
 #[test]
@@ -329,6 +364,7 @@ fn bad_input_is_refused() {
         vrrp_password: b"s3cret-vrrp-password",
         interfaces: &none,
         interface: "host0",
+        serving: &BTreeMap::new(),
         vip_prefix: 32,
         packages: &packages,
     };

@@ -438,6 +438,18 @@ impl ClusterKind for Etcd {
         BTreeMap::from([(record_path(&self.id), crate::state::render(&record))])
     }
 
+    fn serving(&self) -> Option<(String, std::collections::BTreeSet<Id>)> {
+        let transport = self.spec.endpoint.as_ref()?.value.to_string();
+        let members = self
+            .record
+            .members
+            .iter()
+            .filter(|m| m.state == orb_etcd::record::MemberState::Member)
+            .filter_map(|m| MachineKey::parse(&m.name).ok().map(|k| k.machine))
+            .collect();
+        Some((transport, members))
+    }
+
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>> {
         let mut out = BTreeMap::new();
         let Some(s) = &self.secrets else {

@@ -277,6 +277,7 @@ true",
                 vrrp_password: pw,
                 interfaces: &interfaces,
                 interface: &self.interface,
+                serving: input.serving,
                 vip_prefix: 32,
                 packages: &packages,
             })

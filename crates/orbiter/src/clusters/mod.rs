@@ -118,6 +118,9 @@ pub struct KindInput<'a> {
     pub disrupting: &'a std::collections::BTreeSet<MachineKey>,
     /// Unix seconds.
     pub now: u64,
+    /// Per transport that is a cluster's endpoint, the machines that may get its traffic now
+    /// ([`ClusterKind::serving`] of the kinds planned before; load balancers come last).
+    pub serving: &'a BTreeMap<String, std::collections::BTreeSet<Id>>,
 }
 
 pub trait ClusterKind: Send + Sync {
@@ -140,6 +143,12 @@ pub trait ClusterKind: Send + Sync {
     /// Secrets to keep sealed in `orbiter/secrets.yml`, by path (the engine seals and commits
     /// those that differ from what is sealed there, before anything uses them).
     fn secrets(&self) -> BTreeMap<String, Zeroizing<Vec<u8>>>;
+    /// The transport it is reached through (its `endpoint`) and the machines that may get
+    /// that traffic after its last plan: the load balancer sends only to those (an etcd
+    /// learner or a leaving member refuses requests its TCP port would still accept).
+    fn serving(&self) -> Option<(String, std::collections::BTreeSet<Id>)> {
+        None
+    }
     /// Gauges for `/metrics` from its last plan (what its record says, as numbers).
     fn gauges(&self) -> Vec<crate::metrics::Gauge> {
         Vec::new()

@@ -130,6 +130,7 @@ impl Engine {
         disrupting.extend(replacing.iter().cloned());
         let mut kinds = std::mem::take(&mut l.clusters);
         let mut needs = ClusterNeeds::default();
+        let mut serving = BTreeMap::new();
         for ((id, kind), outputs) in kinds.iter_mut().zip(&outputs) {
             let input = KindInput {
                 observed,
@@ -138,8 +139,12 @@ impl Engine {
                 replacing: &replacing,
                 disrupting: &disrupting,
                 now,
+                serving: &serving,
             };
             needs.merge(id, plan_one(id, kind.as_mut(), &input));
+            if let Some((transport, machines)) = kind.serving() {
+                serving.insert(transport, machines);
+            }
         }
         l.clusters = kinds;
         needs
