@@ -142,10 +142,11 @@ awk -v lb="$lb" '
   /^providers:/ { inprov = 1; print; next }
   inprov && /^[^ #]/ { printf "%s", lb; inprov = 0 }
   { print }
-  /^      pools:$/ { print "        lb:\n          nodes: 2" }
+  inprov && /^      pools:$/ { print "        lb:\n          nodes: 2" }
   END { if (inprov) printf "%s", lb }
 ' "$work/checkout/orbiter.yml" > "$work/orbiter.yml.new"
 mv "$work/orbiter.yml.new" "$work/checkout/orbiter.yml"
+"$orbctl" validate "$work/checkout/orbiter.yml"
 git -C "$work/checkout" -c user.name=Demo -c user.email=demo@example.test commit -q -am "A VIP in front of the web pool"
 git -C "$work/checkout" push -q origin HEAD:main
 for _ in $(seq 1 150); do
