@@ -154,9 +154,16 @@ for _ in $(seq 1 150); do
   sleep 2
 done
 for _ in 1 2 3; do curl -s -m 1 "http://$vip/"; done
-for _ in $(seq 1 30); do "$orbctl" lb status 2>/dev/null | grep -q "held by" && break; sleep 2; done
+holder_of_vip() { "$orbctl" lb status -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["vips"][0].get("holder", ""))' 2>/dev/null || true; }
+# Both machines configured (one at a time) and every machine ready, then a holder.
+lb_done() {
+  "$orbctl" lb status -o json 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin)[0]; sys.exit(0 if len(r.get("configured", {})) == 2 and r["vips"][0].get("holder") else 1)' 2>/dev/null &&
+    "$orbctl" node list -o json | python3 -c 'import json,sys; sys.exit(0 if all(m["state"] == "ready" for m in json.load(sys.stdin).values()) else 1)'
+}
+for _ in $(seq 1 90); do lb_done && break; sleep 2; done
+sleep 3
 "$orbctl" lb status
-holder=$("$orbctl" lb status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["vips"][0]["holder"])')
+holder=$(holder_of_vip)
 echo "power cut of $holder, the VIP's holder:"
 "$orbctl" local power-cut --name "$name" "$holder"
 start=$(date +%s%N)
@@ -172,7 +179,7 @@ fi
 echo "git log -p --all: no trace of the secret (the records hold a keyed digest)"
 
 step "The Orb repository's history: every change is a commit"
-git --git-dir "$work/orb.git" log --format='%h %an: %s' main | head -20
+git --git-dir "$work/orb.git" log -20 --format='%h %an: %s' main
 
 step "Teardown"
 "$orbctl" teardown --yes
