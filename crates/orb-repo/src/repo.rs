@@ -389,6 +389,38 @@ impl OrbRepo {
             .collect()
     }
 
+    /// What commit `id` (40 hex digits, of the fetched history) changed: `git show --stat
+    /// --patch`, cut at `max` bytes. Anything but a full commit id is refused, so no
+    /// argument reaches git that it could read as an option or a revision expression.
+    pub fn commit_diff(&self, id: &str, max: usize) -> Result<String, RepoError> {
+        if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::Git {
+                op: "show".to_owned(),
+                stderr: format!("`{}` is not a commit id (40 hex digits)", id.escape_debug()),
+            });
+        }
+        let out = self
+            .git
+            .call("show")
+            .arg("--stat")
+            .arg("--patch")
+            .arg("--format=")
+            .arg("--no-color")
+            .arg(id)
+            .arg("--")
+            .run()?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.len() > max {
+            let mut cut = max;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("\n… (cut)\n");
+        }
+        Ok(text)
+    }
+
     /// `git commit-tree` with our author as author and committer.
     pub(crate) fn commit_tree(
         &self,

@@ -76,6 +76,8 @@ pub enum Command {
     /// Clusters of the Orb (etcd)
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// A web UI over one or many Orbs, read from their Git repositories only (localhost by default)
+    MissionControl(MissionControlArgs),
     /// The load balancers: who holds each VIP, each backend as HAProxy sees it
     #[command(subcommand)]
     Lb(LbCommand),
@@ -276,6 +278,19 @@ pub enum NodeCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct MissionControlArgs {
+    /// Where to listen; another address than loopback needs --token-file
+    #[arg(long, default_value = "127.0.0.1:8480")]
+    pub listen: std::net::SocketAddr,
+    /// An orb config to show (repeat for several); the current one when none is given
+    #[arg(long = "orb", value_name = "ORBCONFIG")]
+    pub orbs: Vec<PathBuf>,
+    /// A file (mode 0600) holding the token every request must present
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

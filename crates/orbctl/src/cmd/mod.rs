@@ -5,6 +5,7 @@ mod configure;
 mod file;
 mod import_orbos;
 mod lb;
+mod mission_control;
 mod node;
 mod orbiter;
 mod repo;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cluster::rotate_certs(g, &cluster)
         }
         Command::Lb(LbCommand::Status { pool, output }) => lb::status(g, pool.as_deref(), output),
+        Command::MissionControl(a) => mission_control::run(g, &a),
         Command::Rollout(RolloutCommand::Status { pool, output }) => {
             rollout::status(g, pool.as_deref(), output)
         }
