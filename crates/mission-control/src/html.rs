@@ -33,6 +33,14 @@ pub fn url_part(s: &str) -> String {
     out
 }
 
+/// The hidden field every form carries (see `server::csrf_ok`).
+pub fn csrf_field(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(token)
+    )
+}
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2733}\
 header{background:#1d2733;color:#fff;padding:.6em 1em}header a{color:#fff;margin-right:1em}\
 main{padding:1em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;\
@@ -47,7 +55,7 @@ pub fn page(title: &str, orb: Option<&str>, body: &str) -> String {
         let (e, u) = (esc(o), url_part(o));
         let _ = write!(
             nav,
-            "<b>{e}</b> <a href=\"/orbs/{u}/machines\">machines</a><a href=\"/orbs/{u}/history\">history</a>"
+            "<b>{e}</b> <a href=\"/orbs/{u}/machines\">machines</a><a href=\"/orbs/{u}/history\">history</a><a href=\"/orbs/{u}/edit\">edit orbiter.yml</a>"
         );
     }
     format!(

@@ -7,6 +7,7 @@
 //! `source` opens and caches each Orb's view, `pages/` renders it, `server` routes requests
 //! and guards them (bound to loopback unless a token is configured).
 
+pub mod edits;
 pub mod html;
 pub mod pages;
 pub mod server;

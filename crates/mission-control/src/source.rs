@@ -23,6 +23,9 @@ pub enum Desired {
         providers: usize,
         clusters: usize,
         software: usize,
+        /// Pools a person may scale here (of providers that create machines): provider,
+        /// pool, nodes.
+        scalable: Vec<(String, String, u32)>,
     },
     Invalid(String),
     Missing,
@@ -114,10 +117,37 @@ impl OrbSource {
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// Commits `edit` as the configured person (fetching first, retrying on a lost race);
+    /// the next view shows it.
+    pub fn commit(&self, edit: &crate::edits::Edit) -> Result<orb_repo::UpdateOutcome> {
+        let mut s = self.lock();
+        let outcome = orbiter::engine::update(&mut s.repo, &edit.message(), |snap| {
+            let text = snap
+                .read(ORBITER_YML)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let new = edit.apply(text.as_deref())?;
+            Ok(vec![orb_repo::FileChange::write(ORBITER_YML, new)])
+        })?;
+        s.fetched = None;
+        Ok(outcome)
+    }
+
     /// What commit `id` changed (see [`OrbRepo::commit_diff`]).
     pub fn commit_diff(&self, id: &str) -> Result<String> {
         Ok(self.lock().repo.commit_diff(id, MAX_DIFF)?)
     }
+}
+
+fn scalable(orb: &Orb) -> Vec<(String, String, u32)> {
+    let mut out = Vec::new();
+    for (pid, node) in &orb.providers {
+        if let orb_model::registry::ProviderSpec::Local(l) = &node.spec {
+            for (pool, p) in &l.pools {
+                out.push((pid.to_string(), pool.to_string(), p.nodes.value));
+            }
+        }
+    }
+    out
 }
 
 fn build(
@@ -139,6 +169,7 @@ fn build(
                 providers: orb.providers.len(),
                 clusters: orb.clusters.len(),
                 software: orb.software.len(),
+                scalable: scalable(&orb),
             },
             Err(e) => Desired::Invalid(e.to_string()),
         },

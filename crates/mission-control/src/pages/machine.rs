@@ -1,13 +1,19 @@
 //! One machine: what Orbiter recorded of it, and its node-desired record beside the report
 //! its agent last gave (both as committed; the desired one holds digests, never secrets).
 
-use crate::html::esc;
+use crate::html::{csrf_field, esc, url_part};
 use crate::source::View;
 use orbiter::machine::MachineKey;
 use std::fmt::Write as _;
 
 /// `desired` and `current`: the texts of `orbiter/nodes/<key>/{desired,current}.yml`.
-pub fn render(v: &View, key: &MachineKey, desired: Option<&str>, current: Option<&str>) -> String {
+pub fn render(
+    v: &View,
+    key: &MachineKey,
+    desired: Option<&str>,
+    current: Option<&str>,
+    csrf: &str,
+) -> String {
     let mut b = String::new();
     match v.current.machines.get(key) {
         Some(m) => {
@@ -32,6 +38,18 @@ pub fn render(v: &View, key: &MachineKey, desired: Option<&str>, current: Option
             );
         }
         None => b.push_str("<p class=\"bad\">Orbiter has not recorded this machine.</p>"),
+    }
+    let base = format!(
+        "/orbs/{}/machines/{}",
+        url_part(&v.name),
+        url_part(&key.to_string())
+    );
+    for (verb, what) in [("reboot", "Reboot"), ("replace", "Replace")] {
+        let _ = write!(
+            b,
+            "<form method=\"post\" action=\"{base}/{verb}\" style=\"display:inline\">{}<button>{what}</button></form> ",
+            csrf_field(csrf)
+        );
     }
     let pre = |t: Option<&str>| {
         t.map_or("<p class=\"dim\">not recorded yet</p>".to_owned(), |t| {

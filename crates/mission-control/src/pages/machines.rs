@@ -1,7 +1,7 @@
 //! An Orb's machines: search over id, pool, address, state and error, and pages of
 //! [`PAGE`] rows, so 10,000 machines cost one page of HTML.
 
-use crate::html::{esc, url_part};
+use crate::html::{csrf_field, esc, url_part};
 use crate::source::View;
 use std::fmt::Write as _;
 
@@ -16,7 +16,8 @@ pub struct Query {
     pub page: Option<usize>,
 }
 
-pub fn render(v: &View, query: &Query) -> String {
+/// `csrf`: the token every form of the page carries.
+pub fn render(v: &View, query: &Query, csrf: &str) -> String {
     let needle = query.q.trim().to_lowercase();
     let hits: Vec<_> = v
         .current
@@ -64,6 +65,23 @@ pub fn render(v: &View, query: &Query) -> String {
         );
     }
     b.push_str("</table>");
+    if let crate::source::Desired::Valid { scalable, .. } = &v.desired
+        && !scalable.is_empty()
+    {
+        b.push_str("<h2>Scale</h2>");
+        for (provider, pool, nodes) in scalable {
+            let _ = write!(
+                b,
+                "<form method=\"post\" action=\"/orbs/{orb}/scale\">{}<input type=\"hidden\" name=\"provider\" value=\"{}\">\
+<input type=\"hidden\" name=\"pool\" value=\"{}\"><label>{}.{} <input type=\"number\" name=\"nodes\" min=\"0\" max=\"10000\" value=\"{nodes}\"></label> <button>Commit</button></form>",
+                csrf_field(csrf),
+                esc(provider),
+                esc(pool),
+                esc(provider),
+                esc(pool),
+            );
+        }
+    }
     if pages > 1 {
         let link = |p: usize, text: &str| {
             format!(

@@ -2,6 +2,7 @@
 //! parameters) to HTML. One module per page.
 
 pub mod commit;
+pub mod edit;
 pub mod history;
 pub mod machine;
 pub mod machines;

@@ -33,6 +33,7 @@ pub fn render(views: &[(String, Result<std::sync::Arc<View>, String>)]) -> Strin
                 providers,
                 clusters,
                 software,
+                ..
             } => format!(
                 "<span class=\"ok\">valid</span> <span class=\"dim\">({providers} providers, {clusters} clusters, {software} software)</span>"
             ),

@@ -142,3 +142,46 @@ pub fn get(addr: &str, path: &str, extra: &str) -> (u16, String, String) {
     }
     panic!("nothing answers on {addr}");
 }
+
+/// Status, headers and body of `POST path` with a form body.
+pub fn post(addr: &str, path: &str, form: &str, extra: &str) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{extra}\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    (code, head.to_owned(), body.to_owned())
+}
+
+/// The CSRF token in a page's forms.
+pub fn csrf_of(body: &str) -> String {
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a token")
+        + 19;
+    body[at..at + 64].to_owned()
+}
+
+/// Form encoding of one value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

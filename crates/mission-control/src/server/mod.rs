@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use orbiter::machine::MachineKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,12 +23,16 @@ pub struct Options {
     pub token: Option<String>,
 }
 
-struct App {
+mod edit;
+
+pub(crate) struct App {
     orbs: Vec<Arc<OrbSource>>,
     token: Option<String>,
+    /// Every form carries it; a request from another site cannot read it (see `edit`).
+    csrf: String,
 }
 
-type Shared = Arc<App>;
+pub(crate) type Shared = Arc<App>;
 
 impl Options {
     /// Refuses an address other machines reach without a token.
@@ -61,6 +65,7 @@ pub fn serve_on(
     let app = Arc::new(App {
         orbs: orbs.into_iter().map(Arc::new).collect(),
         token,
+        csrf: edit::new_csrf_token()?,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -79,6 +84,9 @@ fn router(app: Shared) -> Router {
         .route("/login", get(login))
         .route("/orbs/{orb}/machines", get(machines))
         .route("/orbs/{orb}/machines/{key}", get(machine))
+        .route("/orbs/{orb}/machines/{key}/{verb}", post(edit::flag))
+        .route("/orbs/{orb}/scale", post(edit::scale))
+        .route("/orbs/{orb}/edit", get(edit::form).post(edit::save))
         .route("/orbs/{orb}/history", get(history))
         .route("/orbs/{orb}/commits/{id}", get(commit))
         .fallback(|| async { not_found("no such page") })
@@ -139,7 +147,7 @@ fn presented(headers: &HeaderMap, token: &str) -> bool {
         .any(|given| same(given.as_bytes(), token.as_bytes()))
 }
 
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -170,11 +178,11 @@ async fn login(State(app): State<Shared>, Query(l): Query<Login>) -> Response {
     }
 }
 
-fn html(body: String) -> Response {
+pub(crate) fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn not_found(what: &str) -> Response {
+pub(crate) fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         html(page(
@@ -186,7 +194,7 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
-fn failed(e: impl std::fmt::Display) -> Response {
+pub(crate) fn failed(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::BAD_GATEWAY,
         html(page(
@@ -198,12 +206,14 @@ fn failed(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-fn orb(app: &App, name: &str) -> Option<Arc<OrbSource>> {
+pub(crate) fn orb(app: &App, name: &str) -> Option<Arc<OrbSource>> {
     app.orbs.iter().find(|o| o.name() == name).cloned()
 }
 
 /// Runs `f` off the async workers (it runs git).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
 
@@ -231,7 +241,7 @@ async fn machines(
         Some(Ok(v)) => html(page(
             &format!("{name}: machines"),
             Some(&name),
-            &pages::machines::render(&v, &q),
+            &pages::machines::render(&v, &q, &app.csrf),
         )),
         Some(Err(e)) => failed(e),
         None => failed("the request was cancelled"),
@@ -257,7 +267,7 @@ async fn machine(State(app): State<Shared>, Path((name, key)): Path<(String, Str
         Some(Ok((v, d, c))) => html(page(
             &format!("{name}: {key}"),
             Some(&name),
-            &pages::machine::render(&v, &key, d.as_deref(), c.as_deref()),
+            &pages::machine::render(&v, &key, d.as_deref(), c.as_deref(), &app.csrf),
         )),
         Some(Err(e)) => failed(e),
         None => failed("the request was cancelled"),
