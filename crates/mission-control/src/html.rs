@@ -55,7 +55,7 @@ pub fn page(title: &str, orb: Option<&str>, body: &str) -> String {
         let (e, u) = (esc(o), url_part(o));
         let _ = write!(
             nav,
-            "<b>{e}</b> <a href=\"/orbs/{u}/machines\">machines</a><a href=\"/orbs/{u}/history\">history</a><a href=\"/orbs/{u}/edit\">edit orbiter.yml</a>"
+            "<b>{e}</b> <a href=\"/orbs/{u}/machines\">machines</a><a href=\"/orbs/{u}/clusters\">clusters</a><a href=\"/orbs/{u}/history\">history</a><a href=\"/orbs/{u}/edit\">edit orbiter.yml</a>"
         );
     }
     format!(

@@ -44,6 +44,10 @@ pub struct View {
     pub log: Vec<CommitInfo>,
     /// The last fetch failed (the view is of the last good one).
     pub fetch_error: Option<String>,
+    /// Each etcd cluster's record (`orbiter/clusters/<id>/current.yml`), by id.
+    pub etcd: Vec<(String, Result<orb_etcd::record::ClusterRecord, String>)>,
+    /// Each load balancer's record (`orbiter/loadbalancers/<provider>.<pool>.yml`).
+    pub lbs: Vec<(String, Result<orb_lb::LoadBalancerRecord, String>)>,
 }
 
 impl View {
@@ -181,6 +185,26 @@ fn build(
             Err(e) => (OrbCurrent::new(), Some(e.to_string())),
         },
     };
+    let (mut etcd, mut lbs) = (Vec::new(), Vec::new());
+    for path in snap.list()? {
+        let Some(t) = text(&path)? else { continue };
+        if let Some(id) = path
+            .strip_prefix("orbiter/clusters/")
+            .and_then(|r| r.strip_suffix("/current.yml"))
+        {
+            let r = orbiter::clusters::etcd::read_record(&t, &path).map_err(|e| e.to_string());
+            etcd.push((id.to_owned(), r));
+        } else if let Some(pool) = orbiter::clusters::load_balancer::record_pool(&path) {
+            let r = state::parse_yaml::<orb_lb::LoadBalancerRecord>(&t, &path)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    r.check_version()
+                        .map(|()| r)
+                        .map_err(|e| format!("{path}: {e}"))
+                });
+            lbs.push((pool, r));
+        }
+    }
     let log = repo
         .log(LOG_DEPTH)
         .map_err(|e| anyhow!("history of {name}: {e}"))?;
@@ -192,5 +216,7 @@ fn build(
         current_error,
         log,
         fetch_error,
+        etcd,
+        lbs,
     })
 }

@@ -151,3 +151,75 @@ fn with_a_token_nothing_answers_without_it() {
     );
     assert_eq!(get(&addr, "/login?token=nope", "").0, 401);
 }
+
+const ETCD_RECORD: &str = r#"kind: EtcdClusterRecord
+version: v2
+cluster_id: 8f5e2a430b6cfff0
+members:
+- name: loc.etcd-1
+  ip: "10.213.0.10"
+  id: fd3b541190430c10
+  state: member
+  package: 3.4.23-4+b4
+  tuning:
+    heartbeatms: 100
+    electiontimeoutms: 1000
+    quotabytes: 2147483648
+  initial_cluster: loc.etcd-1=https://10.213.0.10:2380
+  initial_state: new
+  version: "3.4.23"
+  healthy: true
+leader: loc.etcd-1
+endpoints:
+- https://10.213.0.10:2379
+last_error:
+  at: 1796284664
+  step: "restart <b>loc.etcd-1</b>"
+  message: "it did not come back"
+"#;
+
+const LB_RECORD: &str = "kind: LoadBalancerRecord
+version: v1
+provider: loc
+vips:
+- ip: 10.213.0.200
+  pool: lb
+  holder: lb-2
+  transports:
+  - name: kv
+    frontendport: 2379
+    seenby: lb-2
+    backends:
+    - machine: etcd-1
+      status: DOWN
+      check: 'L4CON: Connection refused'
+";
+
+#[test]
+fn the_clusters_page_shows_members_leader_vips_and_backends() {
+    let bare = orb_testsupport::bare_repo();
+    commit(
+        &bare.path,
+        &[
+            ("orbiter.yml", ORB),
+            ("orbiter/clusters/kv/current.yml", ETCD_RECORD),
+            ("orbiter/loadbalancers/loc.lb.yml", LB_RECORD),
+        ],
+        "Orbiter",
+        "records",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let addr = start(&bare.path, cache.path(), None);
+    let (code, _, body) = get(&addr, "/orbs/prod/clusters", "");
+    assert_eq!(code, 200, "{body}");
+    for want in [
+        "<h2>etcd kv</h2>",
+        "<td>loc.etcd-1</td><td>member</td><td class=\"ok\">yes</td><td>3.4.23</td><td>leader</td>",
+        "restart &lt;b&gt;loc.etcd-1&lt;/b&gt; failed: it did not come back",
+        "<h2>Load balancer loc.lb</h2>",
+        "VIP 10.213.0.200: held by lb-2",
+        "<td>etcd-1</td><td class=\"bad\">DOWN</td><td>L4CON: Connection refused</td>",
+    ] {
+        assert!(body.contains(want), "{want} missing in {body}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The pages, each a pure function from a [`View`](crate::source::View) (and the request's
 //! parameters) to HTML. One module per page.
 
+pub mod clusters;
 pub mod commit;
 pub mod edit;
 pub mod history;

@@ -88,6 +88,7 @@ fn router(app: Shared) -> Router {
         .route("/orbs/{orb}/scale", post(edit::scale))
         .route("/orbs/{orb}/edit", get(edit::form).post(edit::save))
         .route("/orbs/{orb}/history", get(history))
+        .route("/orbs/{orb}/clusters", get(clusters))
         .route("/orbs/{orb}/commits/{id}", get(commit))
         .fallback(|| async { not_found("no such page") })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -314,6 +315,21 @@ async fn commit(State(app): State<Shared>, Path((name, id)): Path<(String, Strin
             ))
         }
         Some(Err(e)) => not_found(&e.to_string()),
+        None => failed("the request was cancelled"),
+    }
+}
+
+async fn clusters(State(app): State<Shared>, Path(name): Path<String>) -> Response {
+    let Some(o) = orb(&app, &name) else {
+        return not_found("no such Orb");
+    };
+    match blocking(move || o.view()).await {
+        Some(Ok(v)) => html(page(
+            &format!("{name}: clusters"),
+            Some(&name),
+            &pages::clusters::render(&v),
+        )),
+        Some(Err(e)) => failed(e),
         None => failed("the request was cancelled"),
     }
 }
